@@ -1,0 +1,434 @@
+"""Frozen descriptions of devices, links, collectives and systems, and their YAML readers.
+
+A :class:`DeviceSpec` describes one accelerator in the manner of LLMCompass: compute
+units (SMs or CUs), each with systolic arrays, a vector unit and local SRAM; a shared
+L2 / global buffer; and DRAM. A :class:`LinkSpec` is one direction's bandwidth and a
+latency. A :class:`SystemSpec` joins devices and switches in a networkx graph whose
+edges carry link specs, plus the :class:`CollectiveParams` of the communication library.
+
+Values in YAML may be bare numbers in SI base units or strings with a unit
+(``"25 GB/s"``, ``"8.92 us"``, ``"80 GiB"``). Every reader names the file, the field,
+the bad value and what is allowed when it rejects something.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from des.errors import DesError
+from des.units import parse_quantity
+
+# --------------------------------------------------------------------------- helpers
+
+
+class FieldReader:
+    """Reads the fields of one YAML mapping, checking each and naming where it is.
+
+    Parameters
+    ----------
+    data : mapping
+        The parsed YAML mapping.
+    where : str
+        Where the mapping comes from, e.g. ``"topologies/systems/dgx-a100.yaml: collective"``.
+    """
+
+    def __init__(self, data: object, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise DesError(f"{where}: expected a mapping of fields, got {type(data).__name__}")
+        self.data = dict(data)
+        self.where = where
+        self.used: set[str] = set()
+
+    def has(self, name: str) -> bool:
+        """Whether the mapping holds ``name``."""
+        return name in self.data
+
+    def raw(self, name: str, default: object = ...) -> object:
+        """The raw value of ``name``; a missing field without a default is an error."""
+        self.used.add(name)
+        if name not in self.data:
+            if default is ...:
+                raise DesError(f"{self.where}: missing field '{name}'")
+            return default
+        return self.data[name]
+
+    def quantity(
+        self,
+        name: str,
+        dimension: str,
+        default: float | None = None,
+        *,
+        positive: bool = True,
+        allow_zero: bool = False,
+        at_most: float | None = None,
+    ) -> float:
+        """A number (or number with a unit) checked for sign and upper bound."""
+        value = self.raw(name, ... if default is None else default)
+        try:
+            number = parse_quantity(value, dimension)
+        except ValueError as exc:
+            raise DesError(f"{self.where}: field '{name}': {exc}") from None
+        if positive:
+            if allow_zero and number < 0:
+                raise DesError(
+                    f"{self.where}: field '{name}' must be zero or positive, got {value!r}"
+                )
+            if not allow_zero and number <= 0:
+                raise DesError(f"{self.where}: field '{name}' must be positive, got {value!r}")
+        if at_most is not None and number > at_most:
+            raise DesError(f"{self.where}: field '{name}' must be at most {at_most:g}, got {value!r}")
+        return number
+
+    def integer(self, name: str, default: int | None = None, *, minimum: int = 1) -> int:
+        """A whole number no smaller than ``minimum``."""
+        value = self.raw(name, ... if default is None else default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise DesError(f"{self.where}: field '{name}' must be a whole number, got {value!r}")
+        if value < minimum:
+            raise DesError(f"{self.where}: field '{name}' must be at least {minimum}, got {value!r}")
+        return int(value)
+
+    def string(self, name: str, default: str | None = None, *, choices: tuple[str, ...] = ()) -> str:
+        """A string, optionally one of ``choices``."""
+        value = self.raw(name, ... if default is None else default)
+        if not isinstance(value, str):
+            raise DesError(f"{self.where}: field '{name}' must be a string, got {value!r}")
+        if choices and value not in choices:
+            raise DesError(
+                f"{self.where}: field '{name}' is {value!r}; allowed: {', '.join(choices)}"
+            )
+        return value
+
+    def finish(self) -> None:
+        """Reject fields that were never read, suggesting the nearest known name."""
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            name = str(unknown[0])
+            close = difflib.get_close_matches(name, sorted(self.used), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            allowed = ", ".join(sorted(self.used))
+            raise DesError(f"{self.where}: unknown field '{name}'{hint}; known fields: {allowed}")
+
+
+def read_yaml(path: Path) -> object:
+    """Parse a YAML file, turning I/O and syntax errors into :class:`DesError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DesError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DesError(f"{path}: is a directory, not a YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DesError(f"{path}: cannot read: {exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DesError(f"{path}: YAML syntax error{at}: {problem}") from None
+
+
+# --------------------------------------------------------------------------- devices
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One accelerator, described as compute units, L2 and DRAM.
+
+    Attributes
+    ----------
+    name : str
+        Preset or user name, e.g. ``"a100"``.
+    compute_units : int
+        Streaming multiprocessors (NVIDIA) or compute units (AMD).
+    clock_hz : float
+        Clock at which the matrix and vector peaks below are reached.
+    systolic_arrays_per_unit : int
+        Matrix engines (tensor cores modelled as systolic arrays) per compute unit.
+    systolic_array_rows, systolic_array_cols : int
+        Processing elements of one systolic array along its two sides.
+    macs_per_pe_per_cycle : float
+        Multiply-accumulates one processing element completes per cycle in fp16.
+    vector_flops_per_cycle_per_unit : float
+        Non-matrix fp16 FLOP per cycle of one compute unit.
+    vector_lanes_per_unit, vector_lane_width : int
+        The vector unit as lanes x width (a row reduction splits across lanes).
+    exp_vector_flops : float
+        Vector FLOP one exponential costs.
+    sram_bytes_per_unit : float
+        Local SRAM (shared memory / L1 / LDS) of one compute unit.
+    l2_bytes : float
+        Global buffer (L2) capacity.
+    l2_bandwidth_bytes_per_cycle : float
+        L2 bandwidth to all compute units together, per cycle.
+    dram_bandwidth_bytes_per_s : float
+        Peak DRAM bandwidth.
+    dram_capacity_bytes : float
+        DRAM capacity.
+    """
+
+    name: str
+    compute_units: int
+    clock_hz: float
+    systolic_arrays_per_unit: int
+    systolic_array_rows: int
+    systolic_array_cols: int
+    macs_per_pe_per_cycle: float
+    vector_flops_per_cycle_per_unit: float
+    vector_lanes_per_unit: int
+    vector_lane_width: int
+    exp_vector_flops: float
+    sram_bytes_per_unit: float
+    l2_bytes: float
+    l2_bandwidth_bytes_per_cycle: float
+    dram_bandwidth_bytes_per_s: float
+    dram_capacity_bytes: float
+
+    @property
+    def matrix_flops_per_s(self) -> float:
+        """Dense fp16 matrix peak of the whole chip (2 FLOP per MAC)."""
+        per_unit = (
+            self.systolic_arrays_per_unit
+            * self.systolic_array_rows
+            * self.systolic_array_cols
+            * self.macs_per_pe_per_cycle
+            * 2.0
+        )
+        return per_unit * self.compute_units * self.clock_hz
+
+    @property
+    def vector_flops_per_s(self) -> float:
+        """Non-matrix fp16 peak of the whole chip."""
+        return self.vector_flops_per_cycle_per_unit * self.compute_units * self.clock_hz
+
+    @property
+    def l2_bandwidth_bytes_per_s(self) -> float:
+        """L2 bandwidth of the whole chip."""
+        return self.l2_bandwidth_bytes_per_cycle * self.clock_hz
+
+
+_INT_FIELDS = {
+    "compute_units",
+    "systolic_arrays_per_unit",
+    "systolic_array_rows",
+    "systolic_array_cols",
+    "vector_lanes_per_unit",
+    "vector_lane_width",
+}
+_DEVICE_DIMENSIONS = {
+    "clock_hz": "frequency",
+    "macs_per_pe_per_cycle": "number",
+    "vector_flops_per_cycle_per_unit": "number",
+    "exp_vector_flops": "number",
+    "sram_bytes_per_unit": "bytes",
+    "l2_bytes": "bytes",
+    "l2_bandwidth_bytes_per_cycle": "number",
+    "dram_bandwidth_bytes_per_s": "bandwidth",
+    "dram_capacity_bytes": "bytes",
+}
+
+
+def device_from_mapping(data: object, where: str, default_name: str = "device") -> DeviceSpec:
+    """Build a :class:`DeviceSpec` from a parsed YAML mapping.
+
+    Parameters
+    ----------
+    data : mapping
+        The device's fields (see :class:`DeviceSpec`).
+    where : str
+        File and position, used in error messages.
+    default_name : str
+        Name used when the mapping has no ``name`` field.
+    """
+    reader = FieldReader(data, where)
+    values: dict[str, Any] = {"name": reader.string("name", default_name)}
+    for spec_field in fields(DeviceSpec):
+        name = spec_field.name
+        if name == "name":
+            continue
+        if name in _INT_FIELDS:
+            values[name] = reader.integer(name)
+        else:
+            values[name] = reader.quantity(name, _DEVICE_DIMENSIONS[name])
+    reader.finish()
+    return DeviceSpec(**values)
+
+
+# --------------------------------------------------------------------------- links
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """One link, the same in both directions.
+
+    Attributes
+    ----------
+    bandwidth_bytes_per_s : float
+        Bandwidth of each direction.
+    latency_s : float
+        Time from the last byte leaving the sender to it arriving (pipelined, so it
+        does not hold the link).
+    """
+
+    bandwidth_bytes_per_s: float
+    latency_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.bandwidth_bytes_per_s > 0 and math.isfinite(self.bandwidth_bytes_per_s)):
+            raise DesError(f"link bandwidth must be positive, got {self.bandwidth_bytes_per_s!r}")
+        if not (self.latency_s >= 0 and math.isfinite(self.latency_s)):
+            raise DesError(f"link latency must be zero or positive, got {self.latency_s!r}")
+
+    def scaled(self, bandwidth_factor: float = 1.0, latency_factor: float = 1.0) -> "LinkSpec":
+        """A copy with bandwidth and latency multiplied by the given factors."""
+        return LinkSpec(self.bandwidth_bytes_per_s * bandwidth_factor, self.latency_s * latency_factor)
+
+
+def link_from_mapping(data: object, where: str) -> LinkSpec:
+    """Build a :class:`LinkSpec` from ``{bandwidth_bytes_per_s, latency_s}``."""
+    reader = FieldReader(data, where)
+    bandwidth = reader.quantity("bandwidth_bytes_per_s", "bandwidth")
+    latency = reader.quantity("latency_s", "time", 0.0, allow_zero=True)
+    reader.finish()
+    return LinkSpec(bandwidth, latency)
+
+
+# --------------------------------------------------------------------------- collectives
+
+
+@dataclass(frozen=True)
+class CollectiveParams:
+    """How the communication library (NCCL-like) runs a collective.
+
+    Attributes
+    ----------
+    launch_latency_s : float
+        Fixed cost of one collective call before any data moves (kernel launch and
+        the library's set-up), paid once per call.
+    step_latency_s : float
+        Software latency of one ring step (flag signalling between neighbours), paid
+        per step and pipelined like a link latency: it delays a chunk's arrival but
+        does not hold the link.
+    bandwidth_efficiency : float
+        Fraction of a link's bandwidth the protocol achieves (headers, flags and
+        the copy engine's limits), in (0, 1].
+    chunk_bytes : float
+        Largest piece a ring step is cut into, so steps pipeline (NCCL's slice).
+    compute_units : int
+        Compute units the collective kernel occupies on each device while it runs
+        (NCCL: one thread block per channel).
+    channels : int
+        Rings run in parallel, each carrying an equal share of the data; 0 lets des
+        choose as many edge-disjoint rings as the topology offers.
+    """
+
+    launch_latency_s: float = 0.0
+    step_latency_s: float = 0.0
+    bandwidth_efficiency: float = 1.0
+    chunk_bytes: float = math.inf
+    compute_units: int = 0
+    channels: int = 1
+
+
+def collective_from_mapping(data: object, where: str) -> CollectiveParams:
+    """Build :class:`CollectiveParams` from a parsed YAML mapping (all fields optional)."""
+    reader = FieldReader(data if data is not None else {}, where)
+    defaults = CollectiveParams()
+    chunk_raw = reader.raw("chunk_bytes", None)
+    if chunk_raw is None or chunk_raw in ("inf", "none"):
+        chunk = math.inf
+    else:
+        chunk = reader.quantity("chunk_bytes", "bytes")
+    params = CollectiveParams(
+        launch_latency_s=reader.quantity("launch_latency_s", "time", 0.0, allow_zero=True),
+        step_latency_s=reader.quantity("step_latency_s", "time", 0.0, allow_zero=True),
+        bandwidth_efficiency=reader.quantity(
+            "bandwidth_efficiency", "number", defaults.bandwidth_efficiency, at_most=1.0
+        ),
+        chunk_bytes=chunk,
+        compute_units=reader.integer("compute_units", defaults.compute_units, minimum=0),
+        channels=reader.integer("channels", defaults.channels, minimum=0),
+    )
+    reader.finish()
+    return params
+
+
+# --------------------------------------------------------------------------- systems
+
+ROLE_DEVICE = "device"
+ROLE_SWITCH = "switch"
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """Devices and switches joined by links.
+
+    Attributes
+    ----------
+    name : str
+        System name, e.g. ``"dgx-a100"``.
+    graph : networkx.Graph
+        Nodes have ``role`` (``"device"`` or ``"switch"``); device nodes carry
+        ``device`` (a :class:`DeviceSpec`) and ``node`` (the index of the machine
+        they sit in); edges carry ``bandwidth_bytes_per_s`` and ``latency_s`` for
+        each direction. Live SimPy objects never go in here.
+    collective : CollectiveParams
+        Communication-library parameters for this system.
+    devices : tuple of str
+        Device node names in rank order.
+    description : str
+        Free text from the YAML file.
+    source : str
+        The file the system was read from, or ``"<built>"``.
+    """
+
+    name: str
+    graph: Any = field(compare=False, repr=False)
+    collective: CollectiveParams
+    devices: tuple[str, ...]
+    description: str = ""
+    source: str = "<built>"
+
+    def device_spec(self, node: str) -> DeviceSpec:
+        """The :class:`DeviceSpec` of device node ``node``."""
+        return self.graph.nodes[node]["device"]
+
+
+def validate_graph(graph: Any, where: str) -> tuple[str, ...]:
+    """Check a system graph's node roles and edge attributes; return device names in order.
+
+    Device order is the order nodes were added to the graph (builders add them in rank
+    order). Raises :class:`DesError` naming the offending node or edge.
+    """
+    devices = []
+    for node, attrs in graph.nodes(data=True):
+        role = attrs.get("role")
+        if role == ROLE_DEVICE:
+            if not isinstance(attrs.get("device"), DeviceSpec):
+                raise DesError(f"{where}: device node '{node}' has no device spec")
+            devices.append(node)
+        elif role != ROLE_SWITCH:
+            raise DesError(
+                f"{where}: node '{node}' has role {role!r}; allowed: {ROLE_DEVICE}, {ROLE_SWITCH}"
+            )
+    if not devices:
+        raise DesError(f"{where}: the topology has no devices")
+    for u, v, attrs in graph.edges(data=True):
+        for key in ("bandwidth_bytes_per_s", "latency_s"):
+            value = attrs.get(key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise DesError(f"{where}: link {u}-{v} has no valid '{key}' (got {value!r})")
+        if attrs["bandwidth_bytes_per_s"] <= 0:
+            raise DesError(
+                f"{where}: link {u}-{v} bandwidth must be positive, got {attrs['bandwidth_bytes_per_s']!r}"
+            )
+        if attrs["latency_s"] < 0:
+            raise DesError(f"{where}: link {u}-{v} latency must be zero or positive, got {attrs['latency_s']!r}")
+    return tuple(devices)
