@@ -1,0 +1,337 @@
+"""Load device and system presets, or user YAML files, into des specs.
+
+A *device* file holds the fields of :class:`des.specs.DeviceSpec`. A *system* file
+names a device, a topology builder with its arguments, and the collective library's
+parameters::
+
+    name: dgx-a100
+    description: 8x A100 joined by NVSwitch
+    device: a100            # preset, path relative to this file, or inline fields
+    topology:
+      builder: switch       # a key of topologies.builders.BUILDERS
+      devices: 8            # the builder's device count n
+      link: {bandwidth_bytes_per_s: 300 GB/s, latency_s: 0.35 us}
+    collective: {launch_latency_s: 10 us, ...}
+
+Topology keys are the builder's keyword arguments (``devices`` standing for ``n``).
+A key named ``link`` or ending in ``_link`` is a link mapping; ``intra`` (of
+``multi_node``) is a nested topology mapping with its own ``builder``. Every error
+names the file and the field.
+
+Presets live beside this module (``devices/*.yaml``, ``systems/*.yaml``) and are found
+relative to this file, never the working directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from des.errors import DesError
+from des.specs import (
+    ROLE_DEVICE,
+    CollectiveParams,
+    DeviceSpec,
+    FieldReader,
+    SystemSpec,
+    collective_from_mapping,
+    device_from_mapping,
+    link_from_mapping,
+    read_yaml,
+    validate_graph,
+)
+from topologies.builders import BUILDERS
+
+logger = logging.getLogger(__name__)
+
+#: Folder of the device presets shipped with the package.
+DEVICE_DIR = Path(__file__).resolve().parent / "devices"
+#: Folder of the system presets shipped with the package.
+SYSTEM_DIR = Path(__file__).resolve().parent / "systems"
+
+_YAML_SUFFIXES = (".yaml", ".yml")
+#: Builder parameter -> the key a YAML file uses for it.
+_YAML_NAMES = {"n": "devices"}
+#: Parameters the builder fills in itself when they sit inside ``multi_node``'s ``intra``.
+_FILLED_BY_PARENT = {"n"}
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def _presets(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.iterdir() if p.suffix in _YAML_SUFFIXES)
+
+
+def device_presets() -> list[str]:
+    """Names of the device presets shipped with des, sorted.
+
+    Returns
+    -------
+    list of str
+        E.g. ``["a100", "h100", "mi210"]``.
+    """
+    return _presets(DEVICE_DIR)
+
+
+def system_presets() -> list[str]:
+    """Names of the system presets shipped with des, sorted.
+
+    Returns
+    -------
+    list of str
+        E.g. ``["2x-dgx-a100", "dgx-a100", "dgx-h100", "hgx-a100-4"]``.
+    """
+    return _presets(SYSTEM_DIR)
+
+
+def _is_path(name: str) -> bool:
+    return name.endswith(_YAML_SUFFIXES) or "/" in name or os.sep in name
+
+
+def _resolve(name_or_path: str, folder: Path, kind: str, known: list[str]) -> Path:
+    """The file of a preset name or a path; an unknown preset is an error."""
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise DesError(f"{kind} must be a preset name or a path, got {name_or_path!r}")
+    if _is_path(name_or_path):
+        return Path(name_or_path)
+    if name_or_path not in known:
+        close = difflib.get_close_matches(name_or_path, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise DesError(f"unknown {kind} preset '{name_or_path}'{hint}; known: {', '.join(known)}")
+    return folder / f"{name_or_path}.yaml"
+
+
+# --------------------------------------------------------------------------- devices
+
+
+def load_device(name_or_path: str) -> DeviceSpec:
+    """Load a device preset or a device YAML file.
+
+    Parameters
+    ----------
+    name_or_path : str
+        A preset name (see :func:`device_presets`), or a path to a YAML file: a string
+        ending in ``.yaml``/``.yml`` or containing a path separator is a path.
+
+    Returns
+    -------
+    DeviceSpec
+
+    Raises
+    ------
+    DesError
+        For an unknown preset (listing the known ones), a missing or unreadable file,
+        or a bad field (naming the file and the field).
+    """
+    path = _resolve(name_or_path, DEVICE_DIR, "device", device_presets())
+    data = read_yaml(path)
+    return device_from_mapping(data, str(path), default_name=path.stem)
+
+
+# --------------------------------------------------------------------------- systems
+
+
+def _param_kind(name: str, param: inspect.Parameter) -> str:
+    """How a builder parameter is read from YAML: link, intra, string, raw or count."""
+    if name == "link" or name.endswith("_link"):
+        return "link"
+    if name == "intra":
+        return "intra"
+    if name == "spine":
+        return "raw"
+    if isinstance(param.default, str):
+        return "string"
+    return "count"
+
+
+def _topology_kwargs(data: object, where: str, nested: bool = False) -> tuple[str, dict[str, Any]]:
+    """Read one topology mapping into ``(builder name, builder keyword arguments)``.
+
+    Inside ``intra`` (``nested``) the result keeps its ``builder`` key, as
+    :func:`topologies.builders.multi_node` expects, and the device count is optional.
+    """
+    reader = FieldReader(data, where)
+    allowed_builders = [b for b in BUILDERS if not (nested and b == "multi_node")]
+    name = reader.string("builder", choices=tuple(allowed_builders))
+    builder: Callable[..., Any] = BUILDERS[name]
+    params = inspect.signature(builder).parameters
+    keys = {_YAML_NAMES.get(p, p): p for p in params}
+    allowed = ["builder", *keys]
+    unknown = sorted(set(reader.data) - set(allowed), key=str)
+    if unknown:
+        bad = str(unknown[0])
+        close = difflib.get_close_matches(bad, allowed, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise DesError(
+            f"{where}: unknown field '{bad}'{hint} for builder '{name}'; allowed: {', '.join(allowed)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for key, pname in keys.items():
+        param = params[pname]
+        required = param.default is inspect.Parameter.empty
+        if nested and pname in _FILLED_BY_PARENT:
+            required = False
+        if not reader.has(key):
+            if required:
+                raise DesError(
+                    f"{where}: missing field '{key}' for builder '{name}'; "
+                    f"allowed: {', '.join(allowed)}"
+                )
+            reader.raw(key, None)
+            continue
+        kind = _param_kind(pname, param)
+        if kind == "link":
+            kwargs[pname] = link_from_mapping(reader.raw(key), f"{where}.{key}")
+        elif kind == "intra":
+            intra_name, intra_kwargs = _topology_kwargs(
+                reader.raw(key), f"{where}.{key}", nested=True
+            )
+            kwargs[pname] = {"builder": intra_name, **intra_kwargs}
+        elif kind == "string":
+            kwargs[pname] = reader.string(key)
+        elif kind == "raw":
+            kwargs[pname] = reader.raw(key)
+        else:
+            kwargs[pname] = reader.integer(key)
+    reader.finish()
+    return name, kwargs
+
+
+def _system_device(raw: object, path: Path, system_name: str) -> DeviceSpec:
+    where = f"{path}: field 'device'"
+    if isinstance(raw, str):
+        target = raw
+        if _is_path(raw):
+            target = str(path.parent / raw)
+        try:
+            return load_device(target)
+        except DesError as exc:
+            raise DesError(f"{where}: {exc}") from None
+    if isinstance(raw, dict):
+        return device_from_mapping(raw, f"{path}: device", default_name=f"{system_name}-device")
+    raise DesError(
+        f"{where} must be a preset name, a path to a device YAML file or a mapping of "
+        f"device fields, got {raw!r}"
+    )
+
+
+def _check_connected(graph: nx.Graph, devices: tuple[str, ...], where: str) -> None:
+    if nx.is_connected(graph):
+        return
+    reachable = nx.node_connected_component(graph, devices[0])
+    cut_off = [d for d in devices if d not in reachable]
+    others = [n for n in graph if n not in reachable and n not in cut_off]
+    detail = (
+        f"devices {', '.join(cut_off)} cannot reach {devices[0]}"
+        if cut_off
+        else (f"switches {', '.join(map(str, others))} are not joined to the devices")
+    )
+    raise DesError(f"{where}: the topology is disconnected: {detail}")
+
+
+def system_from_graph(
+    name: str,
+    graph: nx.Graph,
+    device: DeviceSpec | None,
+    collective: CollectiveParams,
+    description: str = "",
+    source: str = "<built>",
+) -> SystemSpec:
+    """Make a :class:`SystemSpec` from a graph built in code.
+
+    Parameters
+    ----------
+    name : str
+        System name.
+    graph : networkx.Graph
+        A graph in the form the builders return; it is copied, not changed.
+    device : DeviceSpec or None
+        Spec attached to every device node; ``None`` keeps the specs the nodes
+        already carry (each must have one).
+    collective : CollectiveParams
+        Communication-library parameters.
+    description : str, optional
+        Free text.
+    source : str, optional
+        Where the system came from, used in error messages.
+
+    Returns
+    -------
+    SystemSpec
+
+    Raises
+    ------
+    DesError
+        If a node or edge attribute is missing or invalid, a device has no spec, or
+        the graph is disconnected (naming the devices cut off).
+    """
+    if device is not None and not isinstance(device, DeviceSpec):
+        raise DesError(f"{source}: device must be a DeviceSpec, got {type(device).__name__}")
+    if not isinstance(collective, CollectiveParams):
+        raise DesError(
+            f"{source}: collective must be CollectiveParams, got {type(collective).__name__}"
+        )
+    if not isinstance(graph, nx.Graph) or graph.is_directed() or graph.is_multigraph():
+        raise DesError(f"{source}: the topology must be an undirected networkx.Graph")
+    graph = graph.copy()
+    if device is not None:
+        for node, role in graph.nodes(data="role"):
+            if role == ROLE_DEVICE:
+                graph.nodes[node]["device"] = device
+    devices = validate_graph(graph, source)
+    _check_connected(graph, devices, source)
+    return SystemSpec(name, graph, collective, devices, description, source=source)
+
+
+def load_system(name_or_path: str) -> SystemSpec:
+    """Load a system preset or a system YAML file.
+
+    Parameters
+    ----------
+    name_or_path : str
+        A preset name (see :func:`system_presets`), or a path to a YAML file: a string
+        ending in ``.yaml``/``.yml`` or containing a path separator is a path.
+
+    Returns
+    -------
+    SystemSpec
+        With ``source`` set to the file read.
+
+    Raises
+    ------
+    DesError
+        For an unknown preset (listing the known ones), a missing or unreadable file,
+        a YAML syntax error, or a bad field (naming the file and the field): an unknown
+        builder or topology key, a missing field, a non-positive bandwidth, a
+        disconnected topology.
+    """
+    path = _resolve(name_or_path, SYSTEM_DIR, "system", system_presets())
+    data = read_yaml(path)
+    reader = FieldReader(data, str(path))
+    name = reader.string("name", path.stem)
+    description = reader.string("description", "")
+    if not reader.has("device"):
+        raise DesError(f"{path}: missing field 'device'")
+    device = _system_device(reader.raw("device"), path, name)
+    if not reader.has("topology"):
+        raise DesError(f"{path}: missing field 'topology'")
+    builder_name, kwargs = _topology_kwargs(reader.raw("topology"), f"{path}: topology")
+    if not reader.has("collective"):
+        raise DesError(f"{path}: missing field 'collective'")
+    collective = collective_from_mapping(reader.raw("collective"), f"{path}: collective")
+    reader.finish()
+    try:
+        graph = BUILDERS[builder_name](**kwargs)
+    except DesError as exc:
+        raise DesError(f"{path}: topology: {exc}") from None
+    system = system_from_graph(name, graph, device, collective, description, source=str(path))
+    logger.debug("loaded system %s from %s: %d devices", name, path, len(system.devices))
+    return system
