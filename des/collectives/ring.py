@@ -1,0 +1,276 @@
+"""Ring collectives, simulated step by step over the network.
+
+A ring all-reduce of S bytes over n ranks is a reduce-scatter (n-1 steps) followed by
+an all-gather (n-1 steps); in every step each rank sends one S/n share to its successor
+and receives one from its predecessor. Each share is cut into pieces of at most
+``chunk_bytes`` so steps pipeline: a rank forwards piece p of step s as soon as piece p
+of step s-1 has arrived, while later pieces are still on the wire. With several
+channels the data is split evenly across rings that run at once.
+
+What each rank does costs what it costs on hardware: the collective kernel first waits
+for ``compute_units`` free compute units and holds them to the end; every piece sent is
+read from DRAM (twice when it is reduced with the received partial sum) and every piece
+received is written to DRAM, through the device's shared DRAM bandwidth; the link
+transfer and the DRAM read of a piece overlap, the piece leaves when both are done.
+Pieces pay ``step_latency_s`` as a pipelined delay on arrival.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import simpy
+
+from des.collectives.rings import ring_orders
+from des.errors import DesError
+from des.hardware.link import send
+from des.hardware.network import Network
+from des.specs import CollectiveParams
+from des.trace import Trace
+
+#: Collective kinds and the steps each runs: (reduce-scatter steps, all-gather steps)
+#: as multiples of (n - 1).
+KINDS = {
+    "allreduce": (1, 1),
+    "reducescatter": (1, 0),
+    "allgather": (0, 1),
+}
+
+
+@dataclass(frozen=True)
+class CollectiveResult:
+    """Outcome of one simulated collective.
+
+    Attributes
+    ----------
+    kind : str
+        ``allreduce``, ``allgather`` or ``reducescatter``.
+    ranks : tuple of str
+        Devices in rank order.
+    nbytes : float
+        Message size (nccl-tests convention: the buffer each rank holds for
+        all-reduce, the total gathered output for all-gather, the input for
+        reduce-scatter).
+    start_s, end_s : float
+        When the call was issued and when the last rank finished.
+    rings : tuple of tuple of str
+        The ring order of each channel.
+    pieces_per_step : int
+        How many pieces one step's share was cut into.
+    bytes_sent_per_rank : float
+        Bytes each rank put on the wire.
+    """
+
+    kind: str
+    ranks: tuple[str, ...]
+    nbytes: float
+    start_s: float
+    end_s: float
+    rings: tuple[tuple[str, ...], ...]
+    pieces_per_step: int
+    bytes_sent_per_rank: float
+
+    @property
+    def latency_s(self) -> float:
+        """End-to-end time of the call."""
+        return self.end_s - self.start_s
+
+    @property
+    def algbw_bytes_per_s(self) -> float:
+        """Algorithm bandwidth, nccl-tests' definition: size / time."""
+        return self.nbytes / self.latency_s if self.latency_s > 0 else math.inf
+
+    @property
+    def busbw_bytes_per_s(self) -> float:
+        """Bus bandwidth, nccl-tests' definition (algbw times the ring factor)."""
+        n = len(self.ranks)
+        factor = 2.0 * (n - 1) / n if self.kind == "allreduce" else (n - 1) / n
+        return self.algbw_bytes_per_s * factor
+
+
+class _Channel:
+    """One ring's state: arrivals per rank per step, and waiting senders."""
+
+    __slots__ = ("ring", "arrived", "waiting")
+
+    def __init__(self, ring: tuple[str, ...], steps: int) -> None:
+        self.ring = ring
+        n = len(ring)
+        self.arrived = [[0] * steps for _ in range(n)]
+        # Per rank: (step, piece, event) a sender waits on, or None.
+        self.waiting: list[tuple[int, int, simpy.Event] | None] = [None] * n
+
+
+class RingCollective:
+    """A ring collective over a group of devices.
+
+    Parameters
+    ----------
+    network : Network
+        The live network.
+    kind : str
+        One of :data:`KINDS`.
+    group : sequence of str
+        Devices in rank order.
+    nbytes : float
+        Message size (see :class:`CollectiveResult`).
+    params : CollectiveParams
+        Protocol parameters of the system.
+    trace : Trace
+        Where spans go.
+    name : str
+        Label for spans.
+    stream : str
+        Trace row of the collective on each device.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        kind: str,
+        group,
+        nbytes: float,
+        params: CollectiveParams,
+        trace: Trace,
+        name: str | None = None,
+        stream: str = "comm",
+    ) -> None:
+        if kind not in KINDS:
+            raise DesError(f"unknown collective '{kind}'; known: {', '.join(KINDS)}")
+        if not (nbytes > 0 and math.isfinite(nbytes)):
+            raise DesError(f"collective size must be positive, got {nbytes!r}")
+        self.network = network
+        self.env = network.env
+        self.kind = kind
+        self.group = tuple(group)
+        self.nbytes = float(nbytes)
+        self.params = params
+        self.trace = trace
+        self.name = name or kind
+        self.stream = stream
+        self.rings = tuple(ring_orders(network.graph, self.group, params.channels))
+        n = len(self.group)
+        rs, ag = KINDS[kind]
+        self.reduce_steps = rs * (n - 1)
+        self.steps = (rs + ag) * (n - 1)
+        share = self.nbytes / len(self.rings) / n
+        pieces = max(1, math.ceil(share / params.chunk_bytes)) if math.isfinite(params.chunk_bytes) else 1
+        self.pieces = pieces
+        self.piece_bytes = share / pieces
+        self._routes = [
+            [network.route(ring[i], ring[(i + 1) % n]) for i in range(n)] for ring in self.rings
+        ]
+
+    def run(self):
+        """SimPy process body: run the collective, return a :class:`CollectiveResult`."""
+        env = self.env
+        start = env.now
+        channels = [_Channel(ring, self.steps) for ring in self.rings]
+        rank_procs = [env.process(self._rank(rank, channels)) for rank in self.group]
+        yield simpy.AllOf(env, rank_procs)
+        n = len(self.group)
+        return CollectiveResult(
+            kind=self.kind,
+            ranks=self.group,
+            nbytes=self.nbytes,
+            start_s=start,
+            end_s=env.now,
+            rings=self.rings,
+            pieces_per_step=self.pieces,
+            bytes_sent_per_rank=self.steps * self.pieces * self.piece_bytes * len(self.rings) if n > 1 else 0.0,
+        )
+
+    def _rank(self, rank: str, channels: list[_Channel]):
+        """One rank's kernel: launch, take compute units, run every channel, finish."""
+        env = self.env
+        params = self.params
+        device = self.network.devices[rank]
+        start = env.now
+        if params.launch_latency_s > 0:
+            yield env.timeout(params.launch_latency_s)
+        units = min(params.compute_units, device.compute.units)
+        if units:
+            yield device.compute.acquire(units)
+        senders = [env.process(self._sender(rank, channel, index)) for index, channel in enumerate(channels)]
+        yield simpy.AllOf(env, senders)
+        if units:
+            device.compute.release(units)
+        self.trace.add(rank, self.stream, self.name, "collective", start, env.now)
+
+    def _wait(self, channel: _Channel, position: int, step: int, piece: int):
+        """Event a sender waits on until piece ``piece`` of ``step`` has arrived (or None)."""
+        if channel.arrived[position][step] > piece:
+            return None
+        event = self.env.event()
+        channel.waiting[position] = (step, piece, event)
+        return event
+
+    def _arrival(self, channel: _Channel, position: int, step: int, receiver_dram):
+        """Callback for a piece that has arrived at ring position ``position``."""
+        piece_bytes = self.piece_bytes
+
+        def arrived(_event: object) -> None:
+            receiver_dram.transfer(piece_bytes)  # posted write into the receive buffer
+            counts = channel.arrived[position]
+            counts[step] += 1
+            waiter = channel.waiting[position]
+            if waiter is not None and waiter[0] == step and counts[step] > waiter[1]:
+                channel.waiting[position] = None
+                waiter[2].succeed()
+
+        return arrived
+
+    def _sender(self, rank: str, channel: _Channel, channel_index: int):
+        env = self.env
+        ring = channel.ring
+        n = len(ring)
+        position = ring.index(rank)
+        successor = (position + 1) % n
+        route = self._routes[channel_index][position]
+        dram = self.network.devices[rank].dram
+        receiver_dram = self.network.devices[ring[successor]].dram
+        params = self.params
+        trace = self.trace
+        piece_bytes = self.piece_bytes
+        reduce_steps = self.reduce_steps
+        label = f"{self.name} ch{channel_index}"
+        step_row = f"{self.stream} ch{channel_index}" if len(self.rings) > 1 else f"{self.stream} steps"
+        for step in range(self.steps):
+            # A piece reduced here is read twice: the local share and the received partial.
+            reduced = 0 < step <= reduce_steps
+            read_bytes = piece_bytes * (2 if reduced else 1)
+            on_arrival = None
+            step_start = None
+            for piece in range(self.pieces):
+                if step > 0:
+                    event = self._wait(channel, position, step - 1, piece)
+                    if event is not None:
+                        yield event
+                now = env.now
+                if step_start is None:
+                    step_start = now
+                if on_arrival is None:
+                    on_arrival = self._arrival(channel, successor, step, receiver_dram)
+                read = dram.transfer(read_bytes)
+                left = send(
+                    env,
+                    route,
+                    piece_bytes,
+                    on_arrival,
+                    efficiency=params.bandwidth_efficiency,
+                    extra_latency_s=params.step_latency_s,
+                    trace=trace,
+                    label=label,
+                )
+                if left > now:
+                    yield env.timeout(left - now)
+                if not read.processed:
+                    yield read
+            phase = "rs" if step < reduce_steps else "ag"
+            trace.add(rank, step_row, f"{self.name} {phase} step {step}", "collective-step", step_start, env.now)
+        # Done when the last step's pieces have all arrived here too.
+        last = self.steps - 1
+        event = self._wait(channel, position, last, self.pieces - 1)
+        if event is not None:
+            yield event

@@ -1,0 +1,237 @@
+"""Run a task graph on a simulated system.
+
+Build phases are kept apart: construct (environment, devices, links from the system
+spec), elaborate (one process per task, started in graph order so runs are
+deterministic), run (until the event queue is empty), collect (results and trace).
+
+A kernel task runs its tile schedule wave by wave: each wave asks the device for the
+compute units it has tiles for and takes what it can get (fewer units means the wave's
+tiles run in several rounds), computes while its DRAM bytes move through the device's
+shared DRAM bandwidth, and ends when both are done. So a kernel beside a collective, or
+beside another kernel, is slowed exactly as much as the shared units and bandwidth
+dictate. ``execution="tile"`` runs every tile as its own process instead (slower to
+simulate; agrees with waves when the kernel is alone).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import simpy
+
+from des.collectives import CollectiveResult, RingCollective
+from des.errors import DesError
+from des.hardware import Network
+from des.specs import DeviceSpec, SystemSpec
+from des.taskgraph import CATEGORY_OF_CLASS, CollectiveTask, KernelTask, TaskGraph
+from des.trace import Trace
+
+logger = logging.getLogger(__name__)
+
+ScheduleFn = Callable[[DeviceSpec, Any], Any]
+LaunchFn = Callable[[Any, DeviceSpec], float]
+
+
+@dataclass
+class RunResult:
+    """What a run produced.
+
+    Attributes
+    ----------
+    latency_s : float
+        Time from the start until the last task finished.
+    task_start_s, task_end_s : dict
+        Start and end of each task by name.
+    collectives : dict
+        :class:`CollectiveResult` of each collective task by name.
+    trace : Trace
+        Every span recorded.
+    network : Network
+        The live network after the run (link and DRAM statistics).
+    """
+
+    latency_s: float
+    task_start_s: dict[str, float]
+    task_end_s: dict[str, float]
+    collectives: dict[str, CollectiveResult]
+    trace: Trace
+    network: Network = field(repr=False)
+
+
+class Engine:
+    """Executes one task graph on one system.
+
+    Parameters
+    ----------
+    system : SystemSpec
+        Devices, links and collective parameters.
+    trace : Trace, optional
+        Where spans go (a new enabled trace by default).
+    schedule_fn : callable, optional
+        ``schedule_fn(device_spec, operator) -> TileSchedule`` for kernel tasks given
+        as operators (the mapper). Needed only if such tasks exist.
+    launch_fn : callable, optional
+        ``launch_fn(schedule, device_spec) -> seconds`` of launch overhead per kernel
+        (the runtime profile); none by default.
+    execution : {"wave", "tile"}
+        Granularity of kernel execution.
+    """
+
+    def __init__(
+        self,
+        system: SystemSpec,
+        trace: Trace | None = None,
+        schedule_fn: ScheduleFn | None = None,
+        launch_fn: LaunchFn | None = None,
+        execution: str = "wave",
+    ) -> None:
+        if execution not in ("wave", "tile"):
+            raise DesError(f"execution must be 'wave' or 'tile', got {execution!r}")
+        self.system = system
+        self.env = simpy.Environment()
+        self.network = Network(self.env, system)
+        self.trace = trace if trace is not None else Trace()
+        self.schedule_fn = schedule_fn
+        self.launch_fn = launch_fn
+        self.execution = execution
+
+    # ----------------------------------------------------------------- elaborate
+
+    def _check(self, graph: TaskGraph) -> None:
+        devices = self.network.devices
+        for task in graph:
+            members = (task.device,) if isinstance(task, KernelTask) else task.group
+            for device in members:
+                if device not in devices:
+                    known = ", ".join(devices)
+                    raise DesError(f"task '{task.name}' uses '{device}', which is not a device of '{self.system.name}' ({known})")
+            if isinstance(task, KernelTask) and task.schedule is None and self.schedule_fn is None:
+                raise DesError(f"task '{task.name}' needs the mapper, but no schedule function was given")
+
+    def run(self, graph: TaskGraph) -> RunResult:
+        """Simulate ``graph`` and return its :class:`RunResult`.
+
+        Raises :class:`DesError` before the run for tasks on unknown devices or
+        collectives whose ring cannot be formed, and after it if some tasks could
+        never start (naming what they waited on).
+        """
+        self._check(graph)
+        env = self.env
+        done: dict[str, simpy.Event] = {name: env.event() for name in graph.tasks}
+        starts: dict[str, float] = {}
+        ends: dict[str, float] = {}
+        collectives: dict[str, CollectiveResult] = {}
+        last_in_stream: dict[tuple[str, str], str] = {}
+        prepared = []
+        for task in graph:
+            if isinstance(task, KernelTask):
+                streams = [(task.device, task.stream)]
+                work = self._prepare_kernel(task)
+            else:
+                streams = [(device, task.stream) for device in task.group]
+                work = RingCollective(
+                    self.network, task.kind, task.group, task.nbytes, self.system.collective, self.trace, task.name, task.stream
+                )
+            waits = list(task.deps)
+            for key in streams:
+                previous = last_in_stream.get(key)
+                if previous is not None and previous not in waits:
+                    waits.append(previous)
+                last_in_stream[key] = task.name
+            prepared.append((task, work, waits))
+        for task, work, waits in prepared:
+            env.process(self._task(task, work, [done[name] for name in waits], done[task.name], starts, ends, collectives))
+        env.run()
+        unfinished = [name for name in graph.tasks if name not in ends]
+        if unfinished:
+            raise DesError(self._stuck_message(graph, unfinished, ends))
+        for device in self.network.devices.values():
+            device.compute.finish()
+        return RunResult(
+            latency_s=max(ends.values(), default=0.0),
+            task_start_s=starts,
+            task_end_s=ends,
+            collectives=collectives,
+            trace=self.trace,
+            network=self.network,
+        )
+
+    @staticmethod
+    def _stuck_message(graph: TaskGraph, unfinished: list[str], ends: dict[str, float]) -> str:
+        parts = []
+        for name in unfinished[:5]:
+            waiting = [dep for dep in graph.tasks[name].deps if dep not in ends]
+            parts.append(f"'{name}' (waiting on {', '.join(waiting) or 'resources that never freed'})")
+        more = f" and {len(unfinished) - 5} more" if len(unfinished) > 5 else ""
+        return f"the run stopped with {len(unfinished)} unfinished tasks: " + "; ".join(parts) + more
+
+    # ----------------------------------------------------------------- kernels
+
+    def _prepare_kernel(self, task: KernelTask):
+        spec = self.network.devices[task.device].spec
+        schedule = task.schedule if task.schedule is not None else self.schedule_fn(spec, task.operator)
+        launch_s = self.launch_fn(schedule, spec) if self.launch_fn is not None else 0.0
+        return schedule, launch_s
+
+    def _task(self, task, work, waits, done, starts, ends, collectives):
+        env = self.env
+        for event in waits:
+            if not event.processed:
+                yield event
+        starts[task.name] = env.now
+        if isinstance(task, CollectiveTask):
+            result = yield env.process(work.run())
+            collectives[task.name] = result
+        else:
+            yield from self._kernel(task, *work)
+        ends[task.name] = env.now
+        done.succeed()
+
+    def _kernel(self, task: KernelTask, schedule, launch_s: float):
+        env = self.env
+        device = self.network.devices[task.device]
+        trace = self.trace
+        if launch_s > 0:
+            launch_start = env.now
+            yield env.timeout(launch_s)
+            trace.add(task.device, task.stream, f"launch {task.name}", "launch", launch_start, env.now)
+        start = env.now
+        compute = device.compute
+        dram = device.dram
+        for group in schedule.groups:
+            for _ in range(group.count):
+                if self.execution == "tile":
+                    yield from self._tiles(device, group)
+                    continue
+                granted = yield compute.acquire(group.units, 1)
+                rounds = math.ceil(group.units / granted)
+                moved = dram.transfer(group.dram_bytes * 1.0)
+                yield env.timeout(group.compute_s * rounds)
+                if not moved.processed:
+                    yield moved
+                compute.release(granted)
+        category = task.category or CATEGORY_OF_CLASS.get(schedule.op_class, "other")
+        trace.add(task.device, task.stream, task.name, category, start, env.now)
+
+    def _tiles(self, device, group):
+        """One wave as one process per tile, each on one unit with its share of bytes."""
+        env = self.env
+        per_tile_bytes = group.dram_bytes / group.units
+
+        def tile():
+            yield device.compute.acquire(1)
+            moved = device.dram.transfer(per_tile_bytes)
+            yield env.timeout(group.compute_s)
+            if not moved.processed:
+                yield moved
+            device.compute.release(1)
+
+        yield simpy.AllOf(env, [env.process(tile()) for _ in range(group.units)])
+
+
+def simulate(system: SystemSpec, graph: TaskGraph, **options) -> RunResult:
+    """Build an :class:`Engine` for ``system`` with ``options`` and run ``graph``."""
+    return Engine(system, **options).run(graph)

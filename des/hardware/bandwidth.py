@@ -1,0 +1,109 @@
+"""A bandwidth shared fairly among concurrent transfers (processor sharing).
+
+DRAM is the shared resource every kernel and every collective touches. When k transfers
+are in flight each gets 1/k of the bandwidth; when one finishes or another starts the
+shares change at once. This is modelled exactly with a virtual clock: ``virtual_bytes``
+is the service each active transfer has received since the resource was created, which
+grows at ``bandwidth / k``; a transfer of ``b`` bytes that starts at virtual ``v`` ends
+when the virtual clock reaches ``v + b``. Transfers are kept in a heap by that finish
+point, so each start or finish costs O(log k) and one pending timer.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import simpy
+
+#: Relative tolerance when deciding a transfer has finished (float round-off only).
+_FINISH_RTOL = 1e-12
+
+
+class SharedBandwidth:
+    """Bandwidth split equally among the transfers in flight.
+
+    Parameters
+    ----------
+    env : simpy.Environment
+        The simulation environment.
+    bandwidth_bytes_per_s : float
+        Total bandwidth.
+    name : str
+        For messages and statistics.
+    """
+
+    def __init__(self, env: simpy.Environment, bandwidth_bytes_per_s: float, name: str) -> None:
+        if not bandwidth_bytes_per_s > 0:
+            raise ValueError(f"{name}: bandwidth must be positive, got {bandwidth_bytes_per_s!r}")
+        self.env = env
+        self.bandwidth_bytes_per_s = float(bandwidth_bytes_per_s)
+        self.name = name
+        self.virtual_bytes = 0.0
+        self._last_s = 0.0
+        self._heap: list[tuple[float, int, simpy.Event]] = []
+        self._seq = 0
+        self._timer_at = float("inf")
+        self._timer_id = 0
+        #: Seconds during which at least one transfer was in flight.
+        self.busy_s = 0.0
+        #: Bytes moved so far.
+        self.total_bytes = 0.0
+
+    @property
+    def active(self) -> int:
+        """Number of transfers in flight."""
+        return len(self._heap)
+
+    def transfer(self, nbytes: float) -> simpy.Event:
+        """Start moving ``nbytes``; the returned event succeeds when they have moved."""
+        event = self.env.event()
+        if nbytes <= 0:
+            event.succeed()
+            return event
+        self._advance()
+        self.total_bytes += nbytes
+        finish = self.virtual_bytes + nbytes
+        heapq.heappush(self._heap, (finish, self._seq, event))
+        self._seq += 1
+        # A new transfer slows the others, so a pending timer can only be early (it
+        # then re-arms); a new timer is needed only if this transfer ends first.
+        self._arm()
+        return event
+
+    def _advance(self) -> None:
+        now = self.env.now
+        if self._heap:
+            elapsed = now - self._last_s
+            self.virtual_bytes += elapsed * self.bandwidth_bytes_per_s / len(self._heap)
+            self.busy_s += elapsed
+        self._last_s = now
+
+    def _arm(self) -> None:
+        if not self._heap:
+            return
+        remaining = self._heap[0][0] - self.virtual_bytes
+        at = self.env.now + max(remaining, 0.0) * len(self._heap) / self.bandwidth_bytes_per_s
+        if at >= self._timer_at:
+            return
+        self._timer_at = at
+        self._timer_id += 1
+        timer_id = self._timer_id
+        timeout = self.env.timeout(at - self.env.now)
+        timeout.callbacks.append(lambda _event: self._on_timer(timer_id))
+
+    def _on_timer(self, timer_id: int) -> None:
+        if timer_id != self._timer_id:
+            return  # superseded by an earlier timer
+        self._timer_at = float("inf")
+        self._advance()
+        heap = self._heap
+        now = self.env.now
+        while heap:
+            remaining = heap[0][0] - self.virtual_bytes
+            # Done, up to float round-off: either within a relative tolerance, or so
+            # close that the time still needed does not move the clock at all.
+            if remaining > _FINISH_RTOL * heap[0][0] and now + remaining * len(heap) / self.bandwidth_bytes_per_s > now:
+                break
+            _finish, _seq, event = heapq.heappop(heap)
+            event.succeed()
+        self._arm()

@@ -1,0 +1,73 @@
+"""Physical parameters of the mapper that a :class:`~des.specs.DeviceSpec` does not hold.
+
+Every default is a measured property of real memory systems or kernels, sourced in a
+comment, never a number chosen to fit one calibration row. They are the same for every
+device; a study may pass its own :class:`MapperParams` (the cache keys on them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from des.errors import DesError
+
+#: Bumped whenever the cost model changes, so on-disk cache entries of an older model
+#: are never reused.
+MAPPER_VERSION = "1"
+
+#: Bytes of one partial sum: tensor cores and matrix units accumulate fp16/bf16/fp8
+#: products in fp32 (NVIDIA A100 whitepaper, "FP16/BF16 with FP32 accumulate"; AMD CDNA2
+#: whitepaper, MFMA fp32 accumulation), so split-K partials travel as fp32.
+ACCUMULATOR_BYTES = 4
+
+
+@dataclass(frozen=True)
+class MapperParams:
+    """Physical constants of the cost model.
+
+    Attributes
+    ----------
+    dram_efficiency : float
+        Fraction of the datasheet DRAM bandwidth that streaming kernels sustain. HBM
+        loses about a tenth of its peak to refresh, row switches and read/write
+        turnaround: STREAM/BabelStream-style copies reach about 90 % of peak on A100
+        and H100 (e.g. Deakin et al., "Evaluating the performance of HPC-style SYCL
+        applications", BabelStream results, 2020-2023; NVIDIA's H100 whitepaper quotes
+        "over 3 TB/s" of 3.35 TB/s). The schedule charges DRAM traffic as
+        ``bytes / dram_efficiency`` at the device's peak bandwidth, so concurrent
+        kernels share the same achievable bandwidth.
+    dram_latency_s : float
+        Latency of one DRAM access as seen by a compute unit: the first load of a
+        kernel waits this long before any data arrives. Pointer-chasing measurements
+        of HBM2e/HBM3 GPUs give 450-600 ns (Jia et al., "Dissecting the NVIDIA Volta
+        GPU Architecture via Microbenchmarking", 2018; Chips and Cheese, "Nvidia's
+        H100: Funny L2, and Tons of Bandwidth", 2023).
+    matrix_efficiency : float
+        Fraction of the matrix units' peak MAC rate a tile sustains in its main loop,
+        beyond fill and drain: the instruction stream of a tensor-core GEMM cannot
+        issue an MMA every cycle (shared-memory loads, address arithmetic and barriers
+        share the issue slots). CUTLASS and cuBLAS main loops reach 90-95 % of the
+        tensor-core peak on large A100 GEMMs (NVIDIA, "CUTLASS: Fast Linear Algebra in
+        CUDA C++", 2017-2023 performance figures; LLMCompass uses 99 % for large
+        tiles). The default is the middle of that range.
+    """
+
+    dram_efficiency: float = 0.90
+    dram_latency_s: float = 500e-9
+    matrix_efficiency: float = 0.93
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.dram_efficiency <= 1.0:
+            raise DesError(f"dram_efficiency must be in (0, 1], got {self.dram_efficiency!r}")
+        if not 0.0 < self.matrix_efficiency <= 1.0:
+            raise DesError(f"matrix_efficiency must be in (0, 1], got {self.matrix_efficiency!r}")
+        if not self.dram_latency_s >= 0.0:
+            raise DesError(f"dram_latency_s must be zero or positive, got {self.dram_latency_s!r}")
+
+    def as_dict(self) -> dict[str, float]:
+        """The parameters as a plain dict (for cache keys and mappings)."""
+        return asdict(self)
+
+
+#: The parameters used when none are given.
+DEFAULT_PARAMS = MapperParams()

@@ -1,0 +1,302 @@
+"""Operators: the shapes the mapper schedules, as pure data.
+
+Each operator is a frozen dataclass that checks its shape when built (whole, positive
+dimensions and a known dtype, else :class:`~des.errors.DesError`) and knows its
+``op_class`` (the class of launch overhead and metrics), its useful ``flops``, the
+least DRAM traffic any schedule needs (``min_dram_bytes``: every input read once and
+every output written once) and a stable ``key()`` used by the schedule cache.
+
+Operators
+---------
+:class:`Matmul`
+    ``C[M, N] = A[M, K] @ B[K, N]``; the GEMV path when ``M`` or ``N`` is 1.
+:class:`BatchedMatmul`
+    ``B`` independent matmuls of the same shape.
+:class:`Softmax`, :class:`LayerNorm`
+    Row-wise over ``cols``, for ``rows`` rows.
+:class:`Gelu`, :class:`ElementwiseAdd`
+    Element-wise over ``elements``.
+:class:`Attention`
+    Fused attention in the flash style: ``softmax(Q K^T / sqrt(d)) V`` per batch and
+    head, tiled so the ``q_len x kv_len`` score matrix never goes to DRAM; ``causal``
+    masks key ``j`` for query ``i`` when ``j > kv_len - q_len + i`` (queries are the
+    last ``q_len`` positions, as in decoding with a KV cache).
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+from des.errors import DesError
+
+#: Bytes per element of each supported dtype.
+DTYPES: dict[str, int] = {"fp16": 2, "bf16": 2, "fp32": 4, "fp8": 1, "int8": 1}
+
+
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of ``dtype``; an unknown dtype is a :class:`DesError`."""
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise DesError(f"unknown dtype {dtype!r}; known: {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def _check_dims(op: object, names: tuple[str, ...]) -> None:
+    """Reject non-integer, zero or negative dimensions, naming the operator and field."""
+    kind = type(op).__name__
+    for name in names:
+        value = getattr(op, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise DesError(f"{kind}: {name} must be a whole number, got {value!r}")
+        if value <= 0:
+            raise DesError(f"{kind}: {name} must be positive, got {value!r}")
+        object.__setattr__(op, name, int(value))
+    dtype_bytes(op.dtype)  # type: ignore[attr-defined]
+
+
+class _OperatorBase:
+    """Shared behaviour: ``key()``, ``bytes_per_element`` and a readable description."""
+
+    op_class: ClassVar[str] = ""
+    kind: ClassVar[str] = ""
+
+    def _dims(self) -> list[tuple[str, object]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self) if f.name != "dtype"]  # type: ignore[arg-type]
+
+    @property
+    def bytes_per_element(self) -> int:
+        """Bytes of one element of this operator's dtype."""
+        return DTYPES[self.dtype]  # type: ignore[attr-defined]
+
+    def key(self) -> str:
+        """A stable text key naming the operator, its shape and dtype (for caching)."""
+        dims = "/".join(f"{name}={value}" for name, value in self._dims())
+        return f"{self.kind}/{dims}/{self.dtype}"  # type: ignore[attr-defined]
+
+    def describe(self) -> str:
+        """Readable description, e.g. ``"matmul(M=1024, K=12288, N=12288, fp16)"``."""
+        dims = ", ".join(f"{name}={value}" for name, value in self._dims())
+        return f"{self.kind}({dims}, {self.dtype})"  # type: ignore[attr-defined]
+
+
+class _MatmulMath(_OperatorBase):
+    """FLOPs and bytes shared by :class:`Matmul` and :class:`BatchedMatmul`."""
+
+    op_class: ClassVar[str] = "matmul"
+
+    @property
+    def batch(self) -> int:
+        """Number of independent matmuls."""
+        return 1
+
+    @property
+    def is_gemv(self) -> bool:
+        """Whether this is a matrix-vector product (``M`` or ``N`` is 1)."""
+        return self.M == 1 or self.N == 1  # type: ignore[attr-defined]
+
+    @property
+    def flops(self) -> float:
+        """Multiply-adds counted as 2 FLOP."""
+        return 2.0 * self.batch * self.M * self.K * self.N  # type: ignore[attr-defined]
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """A and B read once, C written once."""
+        M, K, N = self.M, self.K, self.N  # type: ignore[attr-defined]
+        return float(self.batch * (M * K + K * N + M * N) * self.bytes_per_element)
+
+
+@dataclass(frozen=True)
+class Matmul(_MatmulMath):
+    """``C[M, N] = A[M, K] @ B[K, N]`` in one dtype (inputs and output)."""
+
+    M: int
+    K: int
+    N: int
+    dtype: str = "fp16"
+    kind: ClassVar[str] = "matmul"
+
+    def __post_init__(self) -> None:
+        _check_dims(self, ("M", "K", "N"))
+
+
+@dataclass(frozen=True)
+class BatchedMatmul(_MatmulMath):
+    """``B`` independent matmuls ``C_i[M, N] = A_i[M, K] @ B_i[K, N]``."""
+
+    B: int
+    M: int
+    K: int
+    N: int
+    dtype: str = "fp16"
+    kind: ClassVar[str] = "bmm"
+
+    def __post_init__(self) -> None:
+        _check_dims(self, ("B", "M", "K", "N"))
+
+    @property
+    def batch(self) -> int:
+        """Number of independent matmuls."""
+        return self.B
+
+
+@dataclass(frozen=True)
+class Softmax(_OperatorBase):
+    """Softmax over ``cols`` for each of ``rows`` rows."""
+
+    rows: int
+    cols: int
+    dtype: str = "fp16"
+    op_class: ClassVar[str] = "softmax"
+    kind: ClassVar[str] = "softmax"
+
+    def __post_init__(self) -> None:
+        _check_dims(self, ("rows", "cols"))
+
+    @property
+    def elements(self) -> int:
+        """Elements of the input."""
+        return self.rows * self.cols
+
+    @property
+    def flops(self) -> float:
+        """Max, subtract, exponential (counted as 1), sum and divide: 5 per element."""
+        return 5.0 * self.elements
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """Input read once, output written once."""
+        return 2.0 * self.elements * self.bytes_per_element
+
+
+@dataclass(frozen=True)
+class LayerNorm(_OperatorBase):
+    """Layer normalisation over ``cols`` with a scale and a shift, for ``rows`` rows."""
+
+    rows: int
+    cols: int
+    dtype: str = "fp16"
+    op_class: ClassVar[str] = "layernorm"
+    kind: ClassVar[str] = "layernorm"
+
+    def __post_init__(self) -> None:
+        _check_dims(self, ("rows", "cols"))
+
+    @property
+    def elements(self) -> int:
+        """Elements of the input."""
+        return self.rows * self.cols
+
+    @property
+    def flops(self) -> float:
+        """Mean, variance, normalise, scale and shift: 8 per element."""
+        return 8.0 * self.elements
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """Input read and output written once, plus the scale and shift vectors."""
+        return float((2 * self.elements + 2 * self.cols) * self.bytes_per_element)
+
+
+@dataclass(frozen=True)
+class Gelu(_OperatorBase):
+    """GELU of ``elements`` values."""
+
+    elements: int
+    dtype: str = "fp16"
+    op_class: ClassVar[str] = "gelu"
+    kind: ClassVar[str] = "gelu"
+
+    def __post_init__(self) -> None:
+        _check_dims(self, ("elements",))
+
+    @property
+    def flops(self) -> float:
+        """The tanh form: 8 arithmetic operations and one tanh (counted as 1)."""
+        return 9.0 * self.elements
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """Input read once, output written once."""
+        return 2.0 * self.elements * self.bytes_per_element
+
+
+@dataclass(frozen=True)
+class ElementwiseAdd(_OperatorBase):
+    """``c = a + b`` over ``elements`` values."""
+
+    elements: int
+    dtype: str = "fp16"
+    op_class: ClassVar[str] = "elementwise"
+    kind: ClassVar[str] = "add"
+
+    def __post_init__(self) -> None:
+        _check_dims(self, ("elements",))
+
+    @property
+    def flops(self) -> float:
+        """One addition per element."""
+        return float(self.elements)
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """Two inputs read once, the output written once."""
+        return 3.0 * self.elements * self.bytes_per_element
+
+
+@dataclass(frozen=True)
+class Attention(_OperatorBase):
+    """Fused (flash) attention for ``batch x heads`` heads of ``head_dim``."""
+
+    batch: int
+    heads: int
+    q_len: int
+    kv_len: int
+    head_dim: int
+    causal: bool = False
+    dtype: str = "fp16"
+    op_class: ClassVar[str] = "attention"
+    kind: ClassVar[str] = "attention"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.causal, bool):
+            raise DesError(f"Attention: causal must be true or false, got {self.causal!r}")
+        _check_dims(self, ("batch", "heads", "q_len", "kv_len", "head_dim"))
+
+    def _dims(self) -> list[tuple[str, object]]:
+        return [
+            ("batch", self.batch),
+            ("heads", self.heads),
+            ("q_len", self.q_len),
+            ("kv_len", self.kv_len),
+            ("head_dim", self.head_dim),
+            ("causal", int(self.causal)),
+        ]
+
+    def keys_seen(self) -> int:
+        """Unmasked query-key pairs of one head (all of them unless ``causal``)."""
+        if not self.causal:
+            return self.q_len * self.kv_len
+        # Query i (0-based) sees offset + i + 1 keys, at most kv_len, at least 0.
+        offset = self.kv_len - self.q_len
+        first = max(0, -offset)
+        count = self.q_len - first
+        return count * (offset + 1) + (first + self.q_len - 1) * count // 2
+
+    @property
+    def flops(self) -> float:
+        """``Q K^T`` and ``P V`` over the unmasked pairs: 4 * head_dim FLOP per pair."""
+        return 4.0 * self.batch * self.heads * self.head_dim * self.keys_seen()
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """Q, K and V read once and O written once; no score matrix in DRAM."""
+        per_head = (2 * self.q_len + 2 * self.kv_len) * self.head_dim
+        return float(self.batch * self.heads * per_head * self.bytes_per_element)
+
+
+Operator = Matmul | BatchedMatmul | Softmax | LayerNorm | Gelu | ElementwiseAdd | Attention
+
+#: Operator classes by op_class, for listings.
+OP_CLASSES: tuple[str, ...] = ("matmul", "softmax", "layernorm", "gelu", "elementwise", "attention")
