@@ -26,8 +26,8 @@ Time of one tile on one unit (cycles)
 Waves
     ``tiles = batch * ceil(M/M1) * ceil(N/N1) * Ks`` run in waves of one tile per
     unit. The kernel pays one DRAM latency, loads the first wave's operands, runs
-    the waves with DRAM traffic spread evenly over them, reduces split-K partials,
-    and writes the last wave's C.
+    the waves with DRAM traffic spread evenly over them (loads run ahead across
+    waves), reduces split-K partials, and writes the last wave's C.
 
 GEMV (``M`` or ``N`` is 1) takes ``max(flops / vector peak, bytes / DRAM bandwidth)``.
 
@@ -259,19 +259,17 @@ def _assemble(
     tiles = shape.batch * _ceil_div(M, M1) * _ceil_div(N, N1) * Ks
     full, last = divmod(tiles, units)
     waves = full + (1 if last else 0)
-    last_units = last if last else units
     c_total = float(shape.batch * M * N * b)
     partials = float(shape.batch * Ks * M * N * ACCUMULATOR_BYTES) if Ks > 1 else 0.0
     partials_dram = partials if partials > device.l2_bytes / 2 else 0.0
     main = traffic + (c_total if Ks == 1 else partials_dram)
     prologue = min(min(tiles, units) * (m1 * k1 + k1 * n1) * b, traffic)
-    epilogue = min(last_units * m1 * n1 * b, c_total) if Ks == 1 else 0.0
+    # the C tiles of the last full wave's worth of tiles drain after compute ends
+    epilogue = min(min(tiles, units) * m1 * n1 * b, c_total) if Ks == 1 else 0.0
     steady = max(0.0, main - prologue - epilogue)
-    per_tile = steady / tiles
+    # the steady traffic spreads evenly over the waves (loads run ahead across waves)
     if double_buffered:
-        main_s = full * max(tile_s, units * per_tile / bw)
-        if last:
-            main_s += max(tile_s, last * per_tile / bw)
+        main_s = max(waves * tile_s, steady / bw)
     else:
         main_s = waves * tile_s + steady / bw
     reduce_compute = 0.0
@@ -461,13 +459,11 @@ def search_matmul(
     tables = _l2_tables(shape, device, axes)
     bw = device.dram_bandwidth_bytes_per_s * params.dram_efficiency
     tiles = shape.batch * (-(-M // M1)) * (-(-N // N1)) * Ks
-    full, last = np.divmod(tiles, units)
-    waves = full + (last > 0)
-    last_units = np.where(last > 0, last, units)
+    waves = -(-tiles // units)
     c_total = float(shape.batch * M * N * b)
     partials = np.where(Ks > 1, shape.batch * Ks * float(M * N * ACCUMULATOR_BYTES), 0.0)
     partials_dram = np.where(partials > device.l2_bytes / 2, partials, 0.0)
-    epilogue = np.where(Ks == 1, np.minimum(last_units * m1 * n1 * b, c_total), 0.0)
+    epilogue = np.where(Ks == 1, np.minimum(np.minimum(tiles, units) * m1 * n1 * b, c_total), 0.0)
     reduce_s = np.zeros_like(tile_s)
     adds = shape.batch * M * N * (Ks - 1)
     reduce_compute = np.maximum(
@@ -483,11 +479,8 @@ def search_matmul(
             main = traffic + np.where(Ks == 1, c_total, partials_dram)
             prologue = np.minimum(np.minimum(tiles, units) * (m1 * k1 + k1 * n1) * b, traffic)
             steady = np.maximum(0.0, main - prologue - epilogue)
-            per_tile = steady / tiles
             if mode == "db":
-                main_s = full * np.maximum(tile_s, units * per_tile / bw) + np.where(
-                    last > 0, np.maximum(tile_s, last * per_tile / bw), 0.0
-                )
+                main_s = np.maximum(waves * tile_s, steady / bw)
             else:
                 main_s = waves * tile_s + steady / bw
             total = params.dram_latency_s + prologue / bw + main_s + reduce_s + epilogue / bw
@@ -582,17 +575,16 @@ def schedule_matmul(
     first_units = min(cost.tiles, units)
     builder.add_latency(first_units)
     builder.add_transfer(first_units, cost.prologue_bytes)
-    per_tile = cost.steady_bytes / cost.tiles
-    waves = [(cost.full_waves, units), (1 if cost.last_units else 0, cost.last_units)]
-    for count, wave_units in waves:
-        wave_bytes = wave_units * per_tile
+    waves = cost.full_waves + (1 if cost.last_units else 0)
+    wave_bytes = cost.steady_bytes / waves
+    for count, wave_units in ((cost.full_waves, units), (1 if cost.last_units else 0, cost.last_units)):
         if cand.l2_double_buffered:
             builder.add(count, wave_units, cost.tile_s, wave_bytes)
         else:  # load, then compute: the wave's DRAM time is not hidden
             builder.add(count, wave_units, cost.tile_s + wave_bytes / bw, wave_bytes)
     if cand.Ks > 1:
         builder.add(1, units, cost.reduce_compute_s, cost.reduce_bytes)
-    builder.add_transfer(cost.last_units or units, cost.epilogue_bytes)
+    builder.add_transfer(first_units, cost.epilogue_bytes)
     mapping = {
         "kind": "matmul",
         "l1_tile": {"M1": cand.M1, "N1": cand.N1, "K1": cand.K1},

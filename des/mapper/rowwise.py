@@ -108,16 +108,13 @@ def schedule_rowwise(operator: Any, device: DeviceSpec, params: MapperParams) ->
     full, last = np.divmod(tiles, units)
     row_bytes = float(cols * b)
     rows_first = np.minimum(rows, units * r)
-    rows_last = rows - (np.maximum(tiles - 1, 0) // units) * units * r
     extra = float(2 * cols * b) if operator.op_class == "layernorm" else 0.0
     total_bytes = rows * row_bytes * (reads + 1) + extra
     prologue = rows_first * row_bytes + extra
-    epilogue = rows_last * row_bytes
+    epilogue = rows_first * row_bytes  # a full wave's output drains after compute ends
     steady = total_bytes - prologue - epilogue
-    per_tile = steady / tiles
-    main_s = full * np.maximum(tile_s, units * per_tile / bw) + np.where(
-        last > 0, np.maximum(tile_s, last * per_tile / bw), 0.0
-    )
+    waves = -(-tiles // units)
+    main_s = np.maximum(waves * tile_s, steady / bw)  # traffic spread evenly over the waves
     total = params.dram_latency_s + prologue / bw + main_s + epilogue / bw
     best = int(np.argmin(total))
 
@@ -126,8 +123,9 @@ def schedule_rowwise(operator: Any, device: DeviceSpec, params: MapperParams) ->
     builder = GroupBuilder(device, params)
     builder.add_latency(first_units)
     builder.add_transfer(first_units, float(prologue[best]))
-    builder.add(full_b, units, float(tile_s[best]), units * float(per_tile[best]))
-    builder.add(1 if last_b else 0, last_b, float(tile_s[best]), last_b * float(per_tile[best]))
+    wave_bytes = float(steady[best]) / int(waves[best])
+    builder.add(full_b, units, float(tile_s[best]), wave_bytes)
+    builder.add(1 if last_b else 0, last_b, float(tile_s[best]), wave_bytes)
     builder.add_transfer(last_b or units, float(epilogue[best]))
     mapping = {
         "kind": operator.op_class,
