@@ -235,3 +235,12 @@ class Engine:
 def simulate(system: SystemSpec, graph: TaskGraph, **options) -> RunResult:
     """Build an :class:`Engine` for ``system`` with ``options`` and run ``graph``."""
     return Engine(system, **options).run(graph)
+
+
+def simulate_collective(
+    system: SystemSpec, kind: str, group: tuple[str, ...], nbytes: float, trace: Trace | None = None
+) -> CollectiveResult:
+    """Run one collective alone on an idle system and return its result."""
+    graph = TaskGraph()
+    graph.add(CollectiveTask(kind, kind, tuple(group), nbytes))
+    return Engine(system, trace=trace).run(graph).collectives[kind]

@@ -400,6 +400,44 @@ class SystemSpec:
         """The :class:`DeviceSpec` of device node ``node``."""
         return self.graph.nodes[node]["device"]
 
+    def select_ranks(self, ranks: int | None = None, ranks_per_node: int | None = None) -> tuple[str, ...]:
+        """The devices of a collective of ``ranks`` ranks.
+
+        Parameters
+        ----------
+        ranks : int, optional
+            Number of ranks (all devices by default). Ranks are taken in node-major
+            order: ranks 0..G-1 in machine 0, and so on.
+        ranks_per_node : int, optional
+            Instead spread the ranks over ``ranks / ranks_per_node`` machines, this
+            many in each (the first devices of each machine).
+        """
+        total = len(self.devices)
+        if ranks is None:
+            ranks = total
+        if ranks < 2:
+            raise DesError(f"a collective needs at least 2 ranks, got {ranks}")
+        if ranks > total:
+            raise DesError(f"{ranks} ranks requested but system '{self.name}' has {total} devices")
+        if ranks_per_node is None:
+            return self.devices[:ranks]
+        if ranks_per_node < 1 or ranks % ranks_per_node:
+            raise DesError(f"--ranks {ranks} is not a multiple of --ranks-per-node {ranks_per_node}")
+        by_node: dict[int, list[str]] = {}
+        for device in self.devices:
+            by_node.setdefault(self.graph.nodes[device].get("node", 0), []).append(device)
+        machines = sorted(by_node)
+        wanted = ranks // ranks_per_node
+        if wanted > len(machines):
+            raise DesError(f"{wanted} machines needed for {ranks} ranks at {ranks_per_node} per node, but '{self.name}' has {len(machines)}")
+        group = []
+        for machine in machines[:wanted]:
+            members = by_node[machine]
+            if ranks_per_node > len(members):
+                raise DesError(f"machine {machine} of '{self.name}' has {len(members)} devices, fewer than {ranks_per_node}")
+            group.extend(members[:ranks_per_node])
+        return tuple(group)
+
 
 def validate_graph(graph: Any, where: str) -> tuple[str, ...]:
     """Check a system graph's node roles and edge attributes; return device names in order.

@@ -1,0 +1,135 @@
+"""``des validate collectives``: simulated all-reduce latency against real measurements.
+
+Every row of the calibration tables that a preset system can reproduce is simulated
+alone on an idle system and compared with the measured median:
+
+- ``a100x4_nvlink_allreduce.csv`` -> ``hgx-a100-4`` (4 ranks, LLMCompass artifact);
+- ``dgx_allreduce.csv`` -> ``dgx-a100`` / ``dgx-h100`` for ranks in one node, and
+  ``2x-dgx-a100`` for ranks spread one per node (Vidur profiling data).
+
+Rows whose system has no preset are counted as skipped, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from des.calibration import calibration_dir, read_rows
+from des.engine import simulate_collective
+from des.errors import DesError
+from des.specs import SystemSpec
+from des.trace import Trace
+
+
+@dataclass(frozen=True)
+class Row:
+    """One compared measurement."""
+
+    dataset: str
+    system: str
+    ranks: int
+    ranks_per_node: int
+    nbytes: float
+    measured_s: float
+    simulated_s: float
+
+    @property
+    def error(self) -> float:
+        """Signed relative error of the simulation."""
+        return self.simulated_s / self.measured_s - 1.0
+
+
+@dataclass(frozen=True)
+class Report:
+    """All compared rows and the rows that could not be mapped to a preset."""
+
+    rows: tuple[Row, ...]
+    skipped: dict[str, int]
+
+    def mape(self, dataset: str | None = None) -> float:
+        """Mean absolute percentage error (as a fraction) over a dataset or all rows."""
+        chosen = [row for row in self.rows if dataset is None or row.dataset == dataset]
+        if not chosen:
+            return float("nan")
+        return sum(abs(row.error) for row in chosen) / len(chosen)
+
+    def datasets(self) -> list[str]:
+        """Dataset labels in first-seen order."""
+        return list(dict.fromkeys(row.dataset for row in self.rows))
+
+
+def _system_for(gpu: str, ranks: int, ranks_per_node: int) -> str | None:
+    if ranks_per_node == ranks:
+        return {"a100": "dgx-a100", "h100": "dgx-h100"}.get(gpu)
+    if ranks_per_node == 1 and ranks == 2:
+        return {"a100": "2x-dgx-a100", "h100": "2x-dgx-h100"}.get(gpu)
+    return None
+
+
+def validate_collectives(load_system: Callable[[str], SystemSpec], stride: int = 1) -> Report:
+    """Simulate every calibration row a preset can reproduce.
+
+    Parameters
+    ----------
+    load_system : callable
+        ``load_system(preset_name) -> SystemSpec`` (``topologies.load_system``).
+    stride : int
+        Compare every ``stride``-th row only (tests use this to stay fast).
+    """
+    folder = calibration_dir()
+    jobs: list[tuple[str, str, int, int, float, float]] = []
+    skipped: dict[str, int] = {}
+    nvlink = folder / "a100x4_nvlink_allreduce.csv"
+    if nvlink.exists():
+        for row in read_rows(nvlink):
+            jobs.append(("a100x4_nvlink", "hgx-a100-4", 4, 4, float(row["bytes"]), float(row["latency_s"])))
+    dgx = folder / "dgx_allreduce.csv"
+    if dgx.exists():
+        for row in read_rows(dgx):
+            gpu, ranks, per_node = row["gpu"], int(row["ranks"]), int(row["ranks_per_node"])
+            label = f"dgx_{gpu}_{ranks}r_{per_node}pn"
+            system = _system_for(gpu, ranks, per_node)
+            if system is None:
+                skipped[label] = skipped.get(label, 0) + 1
+                continue
+            jobs.append((label, system, ranks, per_node, float(row["bytes"]), float(row["median_s"])))
+    if not jobs:
+        raise DesError(f"{folder}: no all-reduce measurements found")
+    systems: dict[str, SystemSpec | None] = {}
+    rows = []
+    for index, (label, name, ranks, per_node, nbytes, measured) in enumerate(jobs):
+        if index % stride:
+            continue
+        if name not in systems:
+            try:
+                systems[name] = load_system(name)
+            except DesError:
+                systems[name] = None
+        system = systems[name]
+        if system is None:
+            skipped[label] = skipped.get(label, 0) + 1
+            continue
+        group = system.select_ranks(ranks, per_node if per_node != ranks else None)
+        result = simulate_collective(system, "allreduce", group, nbytes, Trace(enabled=False))
+        rows.append(Row(label, name, ranks, per_node, nbytes, measured, result.latency_s))
+    return Report(tuple(rows), skipped)
+
+
+def format_report(report: Report) -> str:
+    """The table of every row, then the error per dataset and overall."""
+    lines = [f"{'dataset':<22} {'system':<12} {'ranks':>5} {'bytes':>12} {'measured us':>12} {'simulated us':>13} {'error':>8}"]
+    for row in report.rows:
+        lines.append(
+            f"{row.dataset:<22} {row.system:<12} {row.ranks:>5} {row.nbytes:>12.0f} "
+            f"{row.measured_s * 1e6:>12.2f} {row.simulated_s * 1e6:>13.2f} {row.error * 100:>+7.1f}%"
+        )
+    lines.append("")
+    lines.append("mean absolute percentage error")
+    for dataset in report.datasets():
+        count = sum(1 for row in report.rows if row.dataset == dataset)
+        lines.append(f"  {dataset:<22} {report.mape(dataset) * 100:6.2f} %  ({count} rows)")
+    lines.append(f"  {'all rows':<22} {report.mape() * 100:6.2f} %  ({len(report.rows)} rows)")
+    for dataset, count in sorted(report.skipped.items()):
+        lines.append(f"  skipped {dataset}: {count} rows (no preset system for them)")
+    return "\n".join(lines)
