@@ -10,7 +10,8 @@ unit's FLOP peak, plus rescaling the accumulator), and the arrays add ``P V`` (`
 each other, so they add up; the K/V load overlaps them. The score matrix never goes
 to DRAM: Q, K and V are read once and O written once, K and V of a head staying in L2
 while its query blocks run (FlashAttention-2 launches a head's query blocks together);
-a head whose K and V do not fit half the L2 re-reads them for every query block.
+when a head's K and V do not fit half the L2, the query blocks running at once (up to
+one per unit) stream them together, so they are read once per ``units`` query blocks.
 
 Causal masking skips the key blocks after a query block's diagonal, so tiles differ
 in work; units take the heaviest tiles first (dynamic scheduling), so the waves run
@@ -35,6 +36,8 @@ from des.specs import DeviceSpec
 BLOCK_SIZES = tuple(2**e for e in range(4, 9))
 #: Key-range splits across units (flash-decoding, Dao et al. 2023).
 KV_SPLITS = tuple(2**e for e in range(0, 7))
+#: Most bands of query blocks the wave accounting distinguishes (bounds time and memory).
+MAX_QUERY_BANDS = 1024
 #: Online-softmax operations per score besides the exponential: the running max,
 #: the subtraction, the sum and the 1/sqrt(d) scale.
 ONLINE_SOFTMAX_OPS = 4
@@ -82,10 +85,16 @@ def _tile_arrays(op: Any, device: DeviceSpec, params: MapperParams) -> dict[str,
     block = np.maximum(qk + softmax + pv, load)
 
     nq = -(-op.q_len // Bq)
-    j = np.arange(int(nq.max()))[None, :]
-    valid = j < nq[:, None]
+    # Query blocks are accounted in at most MAX_QUERY_BANDS bands of consecutive
+    # blocks; a band's tiles take the time of its heaviest (last) block.
+    band = -(-nq // MAX_QUERY_BANDS)
+    bands = -(-nq // band)
+    j = np.arange(int(bands.max()))[None, :]
+    valid = j < bands[:, None]
+    first_block = j * band[:, None]
+    band_blocks = np.clip(nq[:, None] - first_block, 0, band[:, None])
     if op.causal:
-        last_query = np.minimum((j + 1) * Bq[:, None], op.q_len)
+        last_query = np.minimum((first_block + band_blocks) * Bq[:, None], op.q_len)
         visible = np.clip(op.kv_len - op.q_len + last_query, 0, op.kv_len)
     else:
         visible = np.full(j.shape, op.kv_len) + 0 * Bq[:, None]
@@ -96,17 +105,16 @@ def _tile_arrays(op: Any, device: DeviceSpec, params: MapperParams) -> dict[str,
     cycles = fixed[:, None] + blocks * block[:, None]
     tile_s = np.where(valid, cycles / device.clock_hz, 0.0)
     return {"Bq": Bq, "Bk": Bk, "Sk": Sk, "bq": bq, "bk": bk, "nq": nq, "fits": fits,
-            "tile_s": tile_s, "sram": sram}
+            "tile_s": tile_s, "band_blocks": band_blocks, "sram": sram}
 
 
-def _wave_runs(nq: Any, per_run: Any, units: int) -> Any:
-    """Waves starting in each run of equal tiles, heaviest run first (numpy, 2-D)."""
+def _wave_runs(run_tiles: Any, units: int) -> Any:
+    """Waves that start in each run of equal tiles (runs in execution order, 2-D)."""
     import numpy as np
 
-    i = np.arange(nq.max())[None, :]
-    start = -(-(i * per_run[:, None]) // units)
-    end = -(-((i + 1) * per_run[:, None]) // units)
-    return np.where(i < nq[:, None], end - start, 0)
+    ends = np.cumsum(run_tiles, axis=1)
+    starts = ends - run_tiles
+    return -(-ends // units) - (-(-starts // units))
 
 
 def schedule_attention(operator: Any, device: DeviceSpec, params: MapperParams) -> TileSchedule:
@@ -132,15 +140,16 @@ def schedule_attention(operator: Any, device: DeviceSpec, params: MapperParams) 
         )
     heads = op.batch * op.heads
     Sk, nq = t["Sk"], t["nq"]
-    per_run = heads * Sk
-    tiles = nq * per_run
-    runs = _wave_runs(nq, per_run, units)
+    tiles = nq * heads * Sk
     # heaviest first: query blocks in decreasing order of work (the last ones, if causal)
     order = np.argsort(-t["tile_s"], axis=1, kind="stable")
     sorted_s = np.take_along_axis(t["tile_s"], order, axis=1)
+    run_tiles = np.take_along_axis(t["band_blocks"], order, axis=1) * (heads * Sk)[:, None]
+    runs = _wave_runs(run_tiles, units)
 
     head_kv = 2.0 * op.kv_len * d * b
-    kv_reads = np.where(head_kv <= device.l2_bytes / 2, 1, nq)
+    # query blocks of a head that run at once stream its K and V together through L2
+    kv_reads = np.where(head_kv <= device.l2_bytes / 2, 1, -(-nq // units))
     qo = 2.0 * heads * op.q_len * d * b
     partials = np.where(Sk > 1, Sk * heads * op.q_len * d * float(ACCUMULATOR_BYTES), 0.0)
     partials_dram = np.where(partials > device.l2_bytes / 2, partials, 0.0)

@@ -126,7 +126,7 @@ def disk_get(key: str) -> TileSchedule | None:
     path = _path(key)
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         log.warning("schedule cache: cannot read %s (%s); searching again", path, exc)
@@ -155,7 +155,7 @@ def disk_put(key: str, schedule: TileSchedule) -> None:
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as exc:
-        where = str(path.parent)
+        where = str(cache_dir())
         if where not in _WARNED_DIRS:
             _WARNED_DIRS.add(where)
             log.warning("schedule cache: cannot write %s (%s); caching in memory only", where, exc)
