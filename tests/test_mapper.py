@@ -153,7 +153,7 @@ def test_dtype_changes_bytes():
 # --------------------------------------------------------------------------- properties
 
 DIM = st.integers(min_value=1, max_value=3000)
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _latency(device, operator):

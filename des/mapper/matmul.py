@@ -392,9 +392,9 @@ def _l2_tables(shape: MatmulShape, device: DeviceSpec, axes: dict[str, tuple]) -
     partials = 2.0 * (k_tiles - 1) * M * N * ACCUMULATOR_BYTES
     traffic = np.stack(
         np.broadcast_arrays(
-            a_bytes * n_tiles + b_bytes * m_tiles + 0.0 * k_tiles,
-            a_bytes + b_bytes * m_tiles + partials + 0.0 * n_tiles,
-            a_bytes * n_tiles + b_bytes + partials + 0.0 * m_tiles,
+            a_bytes * n_tiles + b_bytes * m_tiles,  # "mnk": C stays
+            a_bytes + b_bytes * m_tiles + partials,  # "mkn": A stays
+            a_bytes * n_tiles + b_bytes + partials,  # "nkm": B stays
         )
     ).astype(np.float64)
     tables = {"traffic": traffic, "footprint": footprint}
@@ -464,7 +464,6 @@ def search_matmul(
     partials = np.where(Ks > 1, shape.batch * Ks * float(M * N * ACCUMULATOR_BYTES), 0.0)
     partials_dram = np.where(partials > device.l2_bytes / 2, partials, 0.0)
     epilogue = np.where(Ks == 1, np.minimum(np.minimum(tiles, units) * m1 * n1 * b, c_total), 0.0)
-    reduce_s = np.zeros_like(tile_s)
     adds = shape.batch * M * N * (Ks - 1)
     reduce_compute = np.maximum(
         adds / (units * vector_ops * device.clock_hz), partials / device.l2_bandwidth_bytes_per_s
