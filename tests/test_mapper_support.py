@@ -5,21 +5,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import yaml
-
-from des.specs import DeviceSpec, device_from_mapping
+from des.specs import DeviceSpec
+from topologies import load_device
 
 REPO = Path(__file__).resolve().parents[1]
 CALIBRATION = REPO.parent / "shared" / "calibration"
 
 
 def load_preset(name: str) -> DeviceSpec:
-    """A device preset from topologies/devices (through the loader when it exists)."""
-    try:
-        from topologies import load_device
-    except ImportError:  # the loader is written by another engineer; parse the YAML directly
-        path = REPO / "topologies" / "devices" / f"{name}.yaml"
-        return device_from_mapping(yaml.safe_load(path.read_text()), str(path), default_name=name)
+    """A device preset from topologies/devices."""
     return load_device(name)
 
 
