@@ -183,7 +183,9 @@ class Engine:
                 yield event
         starts[task.name] = env.now
         if isinstance(task, CollectiveTask):
-            result = yield env.process(work.run())
+            # Inline, so the ranks ask for their compute units at this instant,
+            # ahead of kernels that became ready later in graph order.
+            result = yield from work.run()
             collectives[task.name] = result
         else:
             yield from self._kernel(task, *work)

@@ -116,16 +116,10 @@ def test_unchunked_latency_is_non_decreasing_in_size(n, sizes, kind):
     assert first.latency_s <= second.latency_s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="des/collectives/ring.py:158-160 cuts a step's share into ceil(share/chunk) "
-    "EQUAL pieces, so one more byte past a multiple of chunk_bytes adds a piece, shrinks "
-    "every piece and shortens the pipeline fill: latency drops as size grows",
-)
 def test_chunked_latency_is_non_decreasing_in_size():
     collective = params(chunk_bytes=1000.0, launch_latency_s=0.0)
     latencies = []
-    # 4 ranks: a share of 3000 B is 3 pieces of 1000 B; 3001 B becomes 4 pieces of 750 B.
+    # 4 ranks: a share of 3000 B is 3 pieces of 1000 B; 3001 B adds a 1 B fourth piece.
     for nbytes in (4 * 3000.0, 4 * 3001.0):
         result, _, _ = run_collective(ring(4, LINK), collective, "allreduce", nbytes)
         latencies.append(result.latency_s)

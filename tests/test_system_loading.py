@@ -99,16 +99,15 @@ def test_every_system_preset_loads(preset):
     assert len(switches) == switch_count
     assert system.graph.number_of_edges() == edge_count
     assert nx.is_connected(system.graph)
-    assert asdict(system.collective) == pytest.approx(
-        {
-            "launch_latency_s": 10e-6,
-            "step_latency_s": 1e-6,
-            "bandwidth_efficiency": 0.8,
-            "chunk_bytes": 1024**2,
-            "compute_units": 8,
-            "channels": 0,
-        }
-    )
+    params = asdict(system.collective)
+    # Physical ranges, not the fitted values: a fraction of line rate, microseconds of
+    # software latency, a slice of the order of NCCL's 512 KiB step slot, a few SMs.
+    assert 0.1 <= params["bandwidth_efficiency"] <= 1.0
+    assert 0.0 <= params["launch_latency_s"] <= 100e-6
+    assert 0.0 <= params["step_latency_s"] <= 20e-6
+    assert 64 * 1024 <= params["chunk_bytes"] <= 4 * 1024**2
+    assert 1 <= params["compute_units"] <= 32
+    assert params["channels"] == 0
 
 
 def test_preset_link_figures():

@@ -155,9 +155,13 @@ class RingCollective:
         self.reduce_steps = rs * (n - 1)
         self.steps = (rs + ag) * (n - 1)
         share = self.nbytes / len(self.rings) / n
+        # Pieces of exactly chunk_bytes and a smaller last one, as NCCL slices a step:
+        # one more byte then never makes every piece smaller (and the run faster).
         pieces = max(1, math.ceil(share / params.chunk_bytes)) if math.isfinite(params.chunk_bytes) else 1
         self.pieces = pieces
-        self.piece_bytes = share / pieces
+        self.share_bytes = share
+        full = min(params.chunk_bytes, share)
+        self.piece_sizes = [full] * (pieces - 1) + [share - full * (pieces - 1)]
         self._routes = [
             [network.route(ring[i], ring[(i + 1) % n]) for i in range(n)] for ring in self.rings
         ]
@@ -178,7 +182,7 @@ class RingCollective:
             end_s=env.now,
             rings=self.rings,
             pieces_per_step=self.pieces,
-            bytes_sent_per_rank=self.steps * self.pieces * self.piece_bytes * len(self.rings) if n > 1 else 0.0,
+            bytes_sent_per_rank=self.steps * self.share_bytes * len(self.rings) if n > 1 else 0.0,
         )
 
     def _rank(self, rank: str, channels: list[_Channel]):
@@ -206,9 +210,8 @@ class RingCollective:
         channel.waiting[position] = (step, piece, event)
         return event
 
-    def _arrival(self, channel: _Channel, position: int, step: int, receiver_dram):
-        """Callback for a piece that has arrived at ring position ``position``."""
-        piece_bytes = self.piece_bytes
+    def _arrival(self, channel: _Channel, position: int, step: int, receiver_dram, piece_bytes: float):
+        """Callback for a piece of ``piece_bytes`` that has arrived at ring position ``position``."""
 
         def arrived(_event: object) -> None:
             receiver_dram.transfer(piece_bytes)  # posted write into the receive buffer
@@ -232,17 +235,16 @@ class RingCollective:
         receiver_dram = self.network.devices[ring[successor]].dram
         params = self.params
         trace = self.trace
-        piece_bytes = self.piece_bytes
+        piece_sizes = self.piece_sizes
         reduce_steps = self.reduce_steps
         label = f"{self.name} ch{channel_index}"
         step_row = f"{self.stream} ch{channel_index}" if len(self.rings) > 1 else f"{self.stream} steps"
         for step in range(self.steps):
             # A piece reduced here is read twice: the local share and the received partial.
-            reduced = 0 < step <= reduce_steps
-            read_bytes = piece_bytes * (2 if reduced else 1)
+            reads = 2 if 0 < step <= reduce_steps else 1
             on_arrival = None
             step_start = None
-            for piece in range(self.pieces):
+            for piece, piece_bytes in enumerate(piece_sizes):
                 if step > 0:
                     event = self._wait(channel, position, step - 1, piece)
                     if event is not None:
@@ -250,9 +252,9 @@ class RingCollective:
                 now = env.now
                 if step_start is None:
                     step_start = now
-                if on_arrival is None:
-                    on_arrival = self._arrival(channel, successor, step, receiver_dram)
-                read = dram.transfer(read_bytes)
+                if on_arrival is None or piece == len(piece_sizes) - 1:
+                    on_arrival = self._arrival(channel, successor, step, receiver_dram, piece_bytes)
+                read = dram.transfer(reads * piece_bytes)
                 left = send(
                     env,
                     route,
