@@ -72,7 +72,7 @@ class Engine:
         Where spans go (a new enabled trace by default).
     schedule_fn : callable, optional
         ``schedule_fn(device_spec, operator) -> TileSchedule`` for kernel tasks given
-        as operators (the mapper). Needed only if such tasks exist.
+        as operators; :func:`mapper_schedule` (the cached mapper) by default.
     launch_fn : callable, optional
         ``launch_fn(schedule, device_spec) -> seconds`` of launch overhead per kernel
         (the runtime profile); none by default.
@@ -94,7 +94,7 @@ class Engine:
         self.env = simpy.Environment()
         self.network = Network(self.env, system)
         self.trace = trace if trace is not None else Trace()
-        self.schedule_fn = schedule_fn
+        self.schedule_fn = schedule_fn if schedule_fn is not None else mapper_schedule
         self.launch_fn = launch_fn
         self.execution = execution
 
@@ -108,8 +108,6 @@ class Engine:
                 if device not in devices:
                     known = ", ".join(devices)
                     raise DesError(f"task '{task.name}' uses '{device}', which is not a device of '{self.system.name}' ({known})")
-            if isinstance(task, KernelTask) and task.schedule is None and self.schedule_fn is None:
-                raise DesError(f"task '{task.name}' needs the mapper, but no schedule function was given")
 
     def run(self, graph: TaskGraph) -> RunResult:
         """Simulate ``graph`` and return its :class:`RunResult`.
@@ -232,6 +230,21 @@ class Engine:
             device.compute.release(1)
 
         yield simpy.AllOf(env, [env.process(tile()) for _ in range(group.units)])
+
+
+def mapper_schedule(device: DeviceSpec, operator: Any):
+    """Schedule function backed by the mapper (cached): the default for operator kernels."""
+    from des.mapper import schedule_for
+
+    return schedule_for(device, operator)[0]
+
+
+def runtime_launch(name: str) -> LaunchFn:
+    """Launch function of the runtime profile ``name`` (``eager`` or ``graph``)."""
+    from des.runtime import runtime_profile
+
+    profile = runtime_profile(name)
+    return lambda schedule, device: profile.launch_overhead_for(schedule.op_class, device.name)
 
 
 def simulate(system: SystemSpec, graph: TaskGraph, **options) -> RunResult:
