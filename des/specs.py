@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -286,7 +287,7 @@ class LinkSpec:
         if not (self.latency_s >= 0 and math.isfinite(self.latency_s)):
             raise DesError(f"link latency must be zero or positive, got {self.latency_s!r}")
 
-    def scaled(self, bandwidth_factor: float = 1.0, latency_factor: float = 1.0) -> "LinkSpec":
+    def scaled(self, bandwidth_factor: float = 1.0, latency_factor: float = 1.0) -> LinkSpec:
         """A copy with bandwidth and latency multiplied by the given factors."""
         return LinkSpec(self.bandwidth_bytes_per_s * bandwidth_factor, self.latency_s * latency_factor)
 

@@ -10,8 +10,9 @@ the same list, so they never disagree.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 # Categories: a small closed set so charts and metrics can rely on them.
 CATEGORIES = (

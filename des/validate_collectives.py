@@ -12,8 +12,8 @@ Rows whose system has no preset are counted as skipped, never silently dropped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from des.calibration import calibration_dir, read_rows
 from des.engine import simulate_collective

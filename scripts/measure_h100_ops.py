@@ -31,8 +31,13 @@ ROWWISE = [(4096, c) for c in (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16
 ]
 SQUARE = [256, 512, 1024, 2048, 4096, 8192]
 BMM = [(16 * 1, 2048, 128, 2048), (96, 2048, 128, 2048), (96, 128, 128, 128), (32, 4096, 128, 4096)]
-ATTN = [(1, 16, 2048, 2048, 128, True), (1, 96, 2048, 2048, 128, True), (1, 32, 128, 128, 128, True),
-        (8, 32, 1, 4096, 128, False), (1, 40, 4096, 4096, 128, True)]
+ATTN = [
+    (1, 16, 2048, 2048, 128, True),
+    (1, 96, 2048, 2048, 128, True),
+    (1, 32, 128, 128, 128, True),
+    (8, 32, 1, 4096, 128, False),
+    (1, 40, 4096, 4096, 128, True),
+]
 GEMV = [(1, 12288, 12288), (1, 12288, 49152), (1, 4096, 4096), (8, 12288, 12288)]
 ELEMENTS = [2**20, 2**24, 2**26]
 
@@ -75,20 +80,26 @@ def main() -> None:
 
     def add(op, shape, fn):
         wall, kernel = time_op(torch, fn, args.runs)
-        rows.append({"op": op, "shape": shape, "latency_s": f"{wall:.7g}", "kernel_s": f"{kernel:.7g}"})
-        print(op, shape, f"{wall*1e6:.1f} us", f"{kernel*1e6:.1f} us", flush=True)
+        rows.append(
+            {"op": op, "shape": shape, "latency_s": f"{wall:.7g}", "kernel_s": f"{kernel:.7g}"}
+        )
+        print(op, shape, f"{wall * 1e6:.1f} us", f"{kernel * 1e6:.1f} us", flush=True)
 
     for m in MATMUL_M:
-        a = torch.randn(m, 12288, device=dev, dtype=h); b = torch.randn(12288, 12288, device=dev, dtype=h)
+        a = torch.randn(m, 12288, device=dev, dtype=h)
+        b = torch.randn(12288, 12288, device=dev, dtype=h)
         add("matmul", f"{m}x12288x12288", lambda a=a, b=b: a @ b)
     for n in SQUARE:
-        a = torch.randn(n, n, device=dev, dtype=h); b = torch.randn(n, n, device=dev, dtype=h)
+        a = torch.randn(n, n, device=dev, dtype=h)
+        b = torch.randn(n, n, device=dev, dtype=h)
         add("matmul", f"{n}x{n}x{n}", lambda a=a, b=b: a @ b)
     for m, k, n in GEMV:
-        a = torch.randn(m, k, device=dev, dtype=h); b = torch.randn(k, n, device=dev, dtype=h)
+        a = torch.randn(m, k, device=dev, dtype=h)
+        b = torch.randn(k, n, device=dev, dtype=h)
         add("matmul", f"{m}x{k}x{n}", lambda a=a, b=b: a @ b)
     for bsz, m, k, n in BMM:
-        a = torch.randn(bsz, m, k, device=dev, dtype=h); b = torch.randn(bsz, k, n, device=dev, dtype=h)
+        a = torch.randn(bsz, m, k, device=dev, dtype=h)
+        b = torch.randn(bsz, k, n, device=dev, dtype=h)
         add("bmm", f"{bsz}x{m}x{k}x{n}", lambda a=a, b=b: torch.bmm(a, b))
     for r, c in ROWWISE:
         x = torch.randn(r, c, device=dev, dtype=h)
@@ -97,20 +108,27 @@ def main() -> None:
         add("layernorm", f"{r}x{c}", lambda x=x, ln=ln: ln(x))
         add("gelu", f"{r}x{c}", lambda x=x: F.gelu(x))
     for e in ELEMENTS:
-        x = torch.randn(e, device=dev, dtype=h); y = torch.randn(e, device=dev, dtype=h)
+        x = torch.randn(e, device=dev, dtype=h)
+        y = torch.randn(e, device=dev, dtype=h)
         add("add", f"{e}", lambda x=x, y=y: x + y)
     for bsz, heads, q, kv, d, causal in ATTN:
         qq = torch.randn(bsz, heads, q, d, device=dev, dtype=h)
         kk = torch.randn(bsz, heads, kv, d, device=dev, dtype=h)
         vv = torch.randn(bsz, heads, kv, d, device=dev, dtype=h)
-        add("attention", f"{bsz}x{heads}x{q}x{kv}x{d}{'c' if causal else ''}",
-            lambda q=qq, k=kk, v=vv, c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c))
+        add(
+            "attention",
+            f"{bsz}x{heads}x{q}x{kv}x{d}{'c' if causal else ''}",
+            lambda q=qq, k=kk, v=vv, c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c),
+        )
     with open(args.out / "h100_ops.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["op", "shape", "latency_s", "kernel_s"])
-        w.writeheader(); w.writerows(rows)
+        w.writeheader()
+        w.writerows(rows)
     with open(args.out / "h100_env.txt", "w") as f:
-        f.write(f"device={props.name}\nsms={props.multi_processor_count}\nmemory_bytes={props.total_memory}\n"
-                f"torch={torch.__version__}\ncuda={torch.version.cuda}\nruns={args.runs}\n")
+        f.write(
+            f"device={props.name}\nsms={props.multi_processor_count}\nmemory_bytes={props.total_memory}\n"
+            f"torch={torch.__version__}\ncuda={torch.version.cuda}\nruns={args.runs}\n"
+        )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ with event callbacks rather than a process per chunk.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import simpy
 

@@ -59,7 +59,7 @@ class Network:
         route = self._routes.get(key)
         if route is None:
             path = self._path(src, dst)
-            route = tuple(self.links[(a, b)] for a, b in zip(path, path[1:]))
+            route = tuple(self.links[(a, b)] for a, b in zip(path, path[1:], strict=False))
             self._routes[key] = route
         return route
 
