@@ -1,8 +1,9 @@
 """Where the real measurements live, and reading them.
 
 The measurements are not part of the project (they are published by others): des
-looks for them in ``$DES_CALIBRATION_DIR``, else in ``../shared/calibration`` beside the
-checkout the package was imported from, else beside the working directory.
+looks for them in an explicit folder, else ``$DES_CALIBRATION_DIR``, else in
+``../shared/calibration`` beside the checkout the package was imported from, else
+beside the working directory.
 """
 
 from __future__ import annotations
@@ -16,29 +17,35 @@ from des.errors import DesError
 ENV_VAR = "DES_CALIBRATION_DIR"
 
 
-def calibration_dir() -> Path:
-    """The calibration folder; :class:`DesError` with what was tried if none exists."""
-    tried = []
-    explicit = os.environ.get(ENV_VAR)
-    if explicit:
-        path = Path(explicit)
+def calibration_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The calibration folder; :class:`DesError` naming what was tried if none exists."""
+    if explicit is not None:
+        candidates = [Path(explicit)]
+    elif os.environ.get(ENV_VAR):
+        candidates = [Path(os.environ[ENV_VAR])]
+    else:
+        repo_root = Path(__file__).resolve().parent.parent
+        candidates = [repo_root.parent / "shared" / "calibration", Path.cwd().parent / "shared" / "calibration"]
+    for path in candidates:
         if path.is_dir():
             return path
-        raise DesError(f"{ENV_VAR}={explicit}: no such directory")
-    repo_root = Path(__file__).resolve().parent.parent
-    for candidate in (repo_root.parent / "shared" / "calibration", Path.cwd().parent / "shared" / "calibration"):
-        tried.append(str(candidate))
-        if candidate.is_dir():
-            return candidate
-    raise DesError(
-        "calibration measurements not found (tried " + ", ".join(tried) + f"); set {ENV_VAR} to the folder holding them"
-    )
+    tried = ", ".join(str(path) for path in candidates)
+    raise DesError(f"calibration measurements not found (tried {tried}); set {ENV_VAR} to the folder holding them")
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV file as dicts; :class:`DesError` if it cannot be read."""
+def read_rows(path: Path, columns: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """Rows of a CSV file as dicts, each checked to hold ``columns``.
+
+    Raises :class:`DesError` if the file is missing or unreadable or a row lacks a column.
+    """
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise DesError(f"{path}: no such calibration file") from None
     except OSError as exc:
         raise DesError(f"{path}: cannot read: {exc}") from None
+    for number, row in enumerate(rows, start=2):
+        if any(not row.get(column) for column in columns):
+            raise DesError(f"{path}: line {number} lacks one of the columns {', '.join(columns)}")
+    return rows

@@ -13,12 +13,13 @@ being the folder above the ``des`` package), else ``./../shared/calibration``.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from des.calibration import calibration_dir as _calibration_dir
+from des.calibration import read_rows
 from des.errors import DesError
 from des.mapper import MapperParams, schedule_for
 from des.operators import Matmul, Softmax
@@ -26,7 +27,6 @@ from des.runtime import RuntimeProfile, runtime_profile
 from des.specs import DeviceSpec
 
 #: Environment variable naming the calibration folder.
-CALIBRATION_ENV = "DES_CALIBRATION_DIR"
 #: The files compared, with the columns of their shapes.
 CALIBRATION_FILES = ("a100_matmul.csv", "a100_softmax.csv")
 
@@ -65,55 +65,15 @@ class ValidationReport:
     max_abs_error_pct: dict[str, float]
 
 
-def find_calibration_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The calibration folder: ``explicit``, ``$DES_CALIBRATION_DIR`` or the default places.
-
-    Raises
-    ------
-    DesError
-        If none of them is a folder.
-    """
-    candidates: list[Path] = []
-    if explicit is not None:
-        candidates.append(Path(explicit))
-    elif os.environ.get(CALIBRATION_ENV):
-        candidates.append(Path(os.environ[CALIBRATION_ENV]))
-    else:
-        repo_root = Path(__file__).resolve().parents[1]
-        candidates += [repo_root.parent / "shared" / "calibration", Path("..") / "shared" / "calibration"]
-    for path in candidates:
-        if path.is_dir():
-            return path
-    tried = ", ".join(str(p) for p in candidates)
-    raise DesError(
-        f"calibration folder not found (tried {tried}); set {CALIBRATION_ENV} to the folder "
-        "holding a100_matmul.csv and a100_softmax.csv"
-    )
-
-
-def _read_rows(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise DesError(f"{path}: no such calibration file") from None
-    except OSError as exc:
-        raise DesError(f"{path}: cannot read: {exc}") from None
-    for number, row in enumerate(rows, start=2):
-        if any(not row.get(c) for c in columns):
-            raise DesError(f"{path}: line {number} lacks one of the columns {', '.join(columns)}")
-    return rows
-
-
 def _operators(path: Path) -> list[tuple[Any, float]]:
     """(operator, measured seconds) for each row of a calibration file."""
     try:
         if path.name == "a100_matmul.csv":
-            rows = _read_rows(path, ("m", "n", "k", "latency_s"))
+            rows = read_rows(path, ("m", "n", "k", "latency_s"))
             return [
                 (Matmul(int(r["m"]), int(r["k"]), int(r["n"])), float(r["latency_s"])) for r in rows
             ]
-        rows = _read_rows(path, ("rows", "cols", "latency_s"))
+        rows = read_rows(path, ("rows", "cols", "latency_s"))
         return [(Softmax(int(r["rows"]), int(r["cols"])), float(r["latency_s"])) for r in rows]
     except ValueError as exc:
         raise DesError(f"{path}: bad number: {exc}") from None
@@ -133,7 +93,7 @@ def validate_operators(
         The device to simulate (the tables were measured on an A100 80 GB: use the
         ``a100`` preset).
     calibration_dir : path, optional
-        The calibration folder; found by :func:`find_calibration_dir` when omitted.
+        The calibration folder; found by :func:`des.calibration.calibration_dir` when omitted.
     runtime : str or RuntimeProfile
         Launch overhead added to each kernel (``"eager"``, as measured).
     params : MapperParams, optional
@@ -143,7 +103,7 @@ def validate_operators(
     -------
     ValidationReport
     """
-    folder = find_calibration_dir(calibration_dir)
+    folder = _calibration_dir(calibration_dir)
     profile = runtime_profile(runtime) if isinstance(runtime, str) else runtime
     rows: list[ValidationRow] = []
     mape: dict[str, float] = {}

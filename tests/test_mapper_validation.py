@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from test_mapper_support import CALIBRATION, load_preset
 
+from des.calibration import calibration_dir
 from des.errors import DesError
-from des.validate_operators import find_calibration_dir, format_validation, validate_operators
+from des.validate_operators import format_validation, validate_operators
 
 needs_calibration = pytest.mark.skipif(
     not (CALIBRATION / "a100_matmul.csv").is_file(),
@@ -62,10 +63,10 @@ def test_table_names_rows_and_mape(report):
 
 def test_calibration_dir_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("DES_CALIBRATION_DIR", str(tmp_path))
-    assert find_calibration_dir() == tmp_path
+    assert calibration_dir() == tmp_path
     monkeypatch.setenv("DES_CALIBRATION_DIR", str(tmp_path / "missing"))
     with pytest.raises(DesError, match="DES_CALIBRATION_DIR"):
-        find_calibration_dir()
+        calibration_dir()
 
 
 def test_missing_calibration_file_is_an_error(tmp_path):
