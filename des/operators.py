@@ -142,14 +142,12 @@ class BatchedMatmul(_MatmulMath):
 
 
 @dataclass(frozen=True)
-class Softmax(_OperatorBase):
-    """Softmax over ``cols`` for each of ``rows`` rows."""
+class _RowWise(_OperatorBase):
+    """An operator that normalises each of ``rows`` rows over its ``cols`` columns."""
 
     rows: int
     cols: int
     dtype: str = "fp16"
-    op_class: ClassVar[str] = "softmax"
-    kind: ClassVar[str] = "softmax"
 
     def __post_init__(self) -> None:
         _check_dims(self, ("rows", "cols"))
@@ -158,6 +156,14 @@ class Softmax(_OperatorBase):
     def elements(self) -> int:
         """Elements of the input."""
         return self.rows * self.cols
+
+
+@dataclass(frozen=True)
+class Softmax(_RowWise):
+    """Softmax over ``cols`` for each of ``rows`` rows."""
+
+    op_class: ClassVar[str] = "softmax"
+    kind: ClassVar[str] = "softmax"
 
     @property
     def flops(self) -> float:
@@ -171,22 +177,11 @@ class Softmax(_OperatorBase):
 
 
 @dataclass(frozen=True)
-class LayerNorm(_OperatorBase):
+class LayerNorm(_RowWise):
     """Layer normalisation over ``cols`` with a scale and a shift, for ``rows`` rows."""
 
-    rows: int
-    cols: int
-    dtype: str = "fp16"
     op_class: ClassVar[str] = "layernorm"
     kind: ClassVar[str] = "layernorm"
-
-    def __post_init__(self) -> None:
-        _check_dims(self, ("rows", "cols"))
-
-    @property
-    def elements(self) -> int:
-        """Elements of the input."""
-        return self.rows * self.cols
 
     @property
     def flops(self) -> float:
@@ -200,16 +195,22 @@ class LayerNorm(_OperatorBase):
 
 
 @dataclass(frozen=True)
-class Gelu(_OperatorBase):
-    """GELU of ``elements`` values."""
+class _Elementwise(_OperatorBase):
+    """An operator applied independently to each of ``elements`` values."""
 
     elements: int
     dtype: str = "fp16"
-    op_class: ClassVar[str] = "gelu"
-    kind: ClassVar[str] = "gelu"
 
     def __post_init__(self) -> None:
         _check_dims(self, ("elements",))
+
+
+@dataclass(frozen=True)
+class Gelu(_Elementwise):
+    """GELU of ``elements`` values."""
+
+    op_class: ClassVar[str] = "gelu"
+    kind: ClassVar[str] = "gelu"
 
     @property
     def flops(self) -> float:
@@ -223,16 +224,11 @@ class Gelu(_OperatorBase):
 
 
 @dataclass(frozen=True)
-class ElementwiseAdd(_OperatorBase):
+class ElementwiseAdd(_Elementwise):
     """``c = a + b`` over ``elements`` values."""
 
-    elements: int
-    dtype: str = "fp16"
     op_class: ClassVar[str] = "elementwise"
     kind: ClassVar[str] = "add"
-
-    def __post_init__(self) -> None:
-        _check_dims(self, ("elements",))
 
     @property
     def flops(self) -> float:
