@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from des.errors import DesError
+from des.mapper.matmul import grid
 from des.mapper.params import ACCUMULATOR_BYTES, MapperParams
 from des.mapper.schedule import TileSchedule
 from des.mapper.waves import GroupBuilder
@@ -48,15 +49,6 @@ def _cdiv(a: Any, b: Any) -> Any:
     return -(-a // b)
 
 
-def _grid(values: tuple[int, ...], dim: int) -> tuple[int, ...]:
-    out = []
-    for value in values:
-        out.append(value)
-        if value >= dim:
-            break
-    return tuple(out)
-
-
 def _tile_arrays(op: Any, device: DeviceSpec, params: MapperParams) -> dict[str, Any]:
     """Per-candidate, per-query-block tile seconds and the candidate axes (numpy)."""
     import numpy as np
@@ -68,8 +60,8 @@ def _tile_arrays(op: Any, device: DeviceSpec, params: MapperParams) -> dict[str,
     l2_per_unit = device.l2_bandwidth_bytes_per_cycle / units
     macs = device.macs_per_pe_per_cycle * params.matrix_efficiency
 
-    bq_axis, bk_axis = _grid(BLOCK_SIZES, op.q_len), _grid(BLOCK_SIZES, op.kv_len)
-    sk_axis = _grid(KV_SPLITS, -(-op.kv_len // BLOCK_SIZES[0]))
+    bq_axis, bk_axis = grid(BLOCK_SIZES, op.q_len), grid(BLOCK_SIZES, op.kv_len)
+    sk_axis = grid(KV_SPLITS, -(-op.kv_len // BLOCK_SIZES[0]))
     Bq, Bk, Sk = (a.ravel() for a in np.meshgrid(bq_axis, bk_axis, sk_axis, indexing="ij"))
     bq, bk = np.minimum(Bq, op.q_len), np.minimum(Bk, op.kv_len)
     sram = (bq * d + 2 * bk * d + bq * bk) * b + bq * d * ACCUMULATOR_BYTES
