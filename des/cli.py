@@ -100,18 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate_commands = validate.add_subparsers(dest="what", metavar="WHAT", parser_class=_Parser)
     validate_commands.required = True
     validate_commands.add_parser("collectives", help="all-reduce latency vs the calibration tables")
-    _add_optional_commands(commands, validate_commands)
-    return parser
+    from des import cli_op  # light: the mapper is imported only when an op runs
 
-
-def _add_optional_commands(commands, validate_commands) -> None:
-    """Commands of modules that may be absent in a partial install."""
-    try:
-        from des import cli_op
-    except ImportError:
-        return
     cli_op.add_op_commands(commands)
     cli_op.add_validate_operators(validate_commands)
+    return parser
 
 
 # --------------------------------------------------------------------------- commands

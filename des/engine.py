@@ -209,7 +209,7 @@ class Engine:
                     continue
                 granted = yield compute.acquire(group.units, 1)
                 rounds = math.ceil(group.units / granted)
-                moved = dram.transfer(group.dram_bytes * 1.0)
+                moved = dram.transfer(group.dram_bytes)
                 yield env.timeout(group.compute_s * rounds)
                 if not moved.processed:
                     yield moved

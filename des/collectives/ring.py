@@ -173,7 +173,6 @@ class RingCollective:
         channels = [_Channel(ring, self.steps) for ring in self.rings]
         rank_procs = [env.process(self._rank(rank, channels)) for rank in self.group]
         yield simpy.AllOf(env, rank_procs)
-        n = len(self.group)
         return CollectiveResult(
             kind=self.kind,
             ranks=self.group,
@@ -182,7 +181,7 @@ class RingCollective:
             end_s=env.now,
             rings=self.rings,
             pieces_per_step=self.pieces,
-            bytes_sent_per_rank=self.steps * self.share_bytes * len(self.rings) if n > 1 else 0.0,
+            bytes_sent_per_rank=self.steps * self.share_bytes * len(self.rings),
         )
 
     def _rank(self, rank: str, channels: list[_Channel]):
