@@ -38,6 +38,7 @@ CATEGORY_COLOURS = dict(
             "#ff7f0e",  # attention
             "#2ca02c",  # norm
             "#d62728",  # elementwise
+            "#393b79",  # lm_head
             "#9467bd",  # collective
             "#8c564b",  # collective-step
             "#e377c2",  # link

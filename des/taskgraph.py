@@ -46,6 +46,9 @@ class KernelTask:
         Tasks that must finish first.
     category : str, optional
         Trace category; default from the operator class.
+    label : str
+        What the task is within its workload (``qkv``, ``w1``...), shared by the same
+        operator in every layer and on every device: per-operator metrics sum by it.
     """
 
     name: str
@@ -55,6 +58,7 @@ class KernelTask:
     stream: str = "compute"
     deps: tuple[str, ...] = ()
     category: str | None = None
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class CollectiveTask:
         Stream on every device of the group.
     deps : tuple of str
         Tasks that must finish first (on any device).
+    label : str
+        What the task is within its workload (``allreduce``, ``allgather``...).
     """
 
     name: str
@@ -83,6 +89,7 @@ class CollectiveTask:
     nbytes: float
     stream: str = "comm"
     deps: tuple[str, ...] = ()
+    label: str = ""
 
 
 Task = KernelTask | CollectiveTask

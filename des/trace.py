@@ -20,6 +20,7 @@ CATEGORIES = (
     "attention",
     "norm",
     "elementwise",
+    "lm_head",
     "collective",
     "collective-step",
     "link",
