@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate_commands.add_parser("collectives", help="all-reduce latency vs the calibration tables")
     from des import cli_op  # light: the mapper is imported only when an op runs
 
+    from des import cli_run
+
+    cli_run.add_run_command(commands, _output_path)
     cli_op.add_op_commands(commands)
     cli_op.add_validate_operators(validate_commands)
     return parser
@@ -193,6 +196,10 @@ def _dispatch(args) -> int:
         return _cmd_collective(args)
     if args.command == "validate":
         return _cmd_validate(args)
+    if args.command == "run":
+        from des import cli_run
+
+        return cli_run.run_command(args)
     from des import cli_op
 
     return cli_op.run_op(args)

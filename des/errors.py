@@ -11,3 +11,11 @@ from __future__ import annotations
 
 class DesError(Exception):
     """Bad input or an impossible request, with a message meant for the user."""
+
+
+class DoesNotFitError(DesError):
+    """A model, with its KV cache and activations, needs more memory than a device has.
+
+    A :class:`DesError` like any other; its own type lets a study report such a point as
+    "does not fit" and go on, while other errors still stop it.
+    """
