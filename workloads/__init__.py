@@ -9,7 +9,9 @@ with its per-device :class:`MemoryEstimate` and closed-form FLOP and byte counts
 package imports des's specs, operators and task graph, never its engine.
 """
 
+from workloads.counts import closed_form_counts
 from workloads.kraken_rule import KrakenRule, kraken_params, layer_params, standard_params
+from workloads.memory import MemoryEstimate, check_memory, estimate_memory
 from workloads.model import (
     MODEL_DIR,
     KrakenConfig,
@@ -18,12 +20,24 @@ from workloads.model import (
     model_from_mapping,
     model_names,
 )
+from workloads.shapes import ATTENTIONS, PHASES, Shapes
+from workloads.transformer import ARCHS, Workload, build_workload
 
 __all__ = [
+    "ARCHS",
+    "ATTENTIONS",
     "MODEL_DIR",
+    "PHASES",
     "KrakenConfig",
     "KrakenRule",
+    "MemoryEstimate",
     "ModelSpec",
+    "Shapes",
+    "Workload",
+    "build_workload",
+    "check_memory",
+    "closed_form_counts",
+    "estimate_memory",
     "kraken_params",
     "layer_params",
     "load_model",

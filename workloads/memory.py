@@ -1,0 +1,153 @@
+"""Per-device memory of a workload: weights, KV cache and the largest live activations.
+
+- **Weights**: per layer, Megatron splits the QKV and FFN-up GEMMs by columns and the
+  output and FFN-down GEMMs by rows, so ``(4 h^2 + 2 h F) / t`` weights, the
+  column-parallel biases ``(3 h + F) / t``, and the row-parallel biases and LayerNorms
+  replicated (the parallel architecture has one LayerNorm); Kraken holds its whole
+  sub-layer. The whole model adds the vocabulary-parallel token embedding
+  ``V_pad / t x width``, the replicated position table and final LayerNorm, an untied
+  LM head, and Kraken's ``N e x e`` final projection with its bias.
+- **KV cache**: keys and values of every simulated layer, ``2 x layers x B x slots x
+  (h / t or e)`` elements, ``slots`` being the prompt (prefill) or the KV length plus
+  the new token (decode).
+- **Activations**: the residual stream, plus the largest inputs-plus-outputs of any
+  kernel (weights excluded; the score matrix of unfused prefill attention dominates
+  there), plus the largest collective buffer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from des.errors import DesError
+from des.operators import LayerNorm, Matmul
+from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
+from workloads.shapes import Shapes
+
+#: Memory is reported in GiB, the unit DRAM capacities are quoted in (80 GiB A100).
+_GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one device needs.
+
+    Attributes
+    ----------
+    weights_bytes : float
+        Parameters held by the device.
+    kv_cache_bytes : float
+        Keys and values of the simulated layers.
+    activation_bytes : float
+        Largest live activation set.
+    """
+
+    weights_bytes: float
+    kv_cache_bytes: float
+    activation_bytes: float
+
+    @property
+    def total_bytes(self) -> float:
+        """Weights, KV cache and activations together."""
+        return self.weights_bytes + self.kv_cache_bytes + self.activation_bytes
+
+    def as_dict(self) -> dict[str, float]:
+        """``{"weights", "kv_cache", "activations", "total"}`` in bytes."""
+        return {
+            "weights": self.weights_bytes,
+            "kv_cache": self.kv_cache_bytes,
+            "activations": self.activation_bytes,
+            "total": self.total_bytes,
+        }
+
+
+def weight_elements(shapes: Shapes, arch: str, layers: int, whole: bool, tied: bool = True) -> float:
+    """Parameters one device holds (elements, not bytes)."""
+    s = shapes
+    w, f = s.width, s.ffn_width
+    a = s.attn_width  # h / t, or e for Kraken
+    norms = 1 if arch == "parallel" else 2
+    matrices = 3 * w * a + a * w + 2 * w * f
+    split_biases = 3 * a + f
+    replicated = 2 * w + 2 * w * norms  # row-parallel biases, LayerNorm scale and shift
+    total = layers * (matrices + split_biases + replicated)
+    if whole:
+        embedding = s.vocab_per_device * w
+        total += embedding * (1 if tied else 2) + s.positions * w + 2 * w
+        if arch == "kraken":
+            total += s.tp * w * w + w
+    return float(total)
+
+
+def _activation_io_bytes(operator: object) -> float:
+    """Bytes a kernel reads and writes, its weights excluded."""
+    if isinstance(operator, Matmul):
+        return float((operator.M * operator.K + operator.M * operator.N) * operator.bytes_per_element)
+    if isinstance(operator, LayerNorm):
+        return 2.0 * operator.elements * operator.bytes_per_element
+    return float(operator.min_dram_bytes)  # type: ignore[attr-defined]
+
+
+def estimate_memory(
+    shapes: Shapes, arch: str, layers: int, whole: bool, graph: TaskGraph, device: str, tied: bool = True
+) -> MemoryEstimate:
+    """The :class:`MemoryEstimate` of one device of a built graph.
+
+    Parameters
+    ----------
+    shapes : Shapes
+        Per-device dimensions.
+    arch : str
+        Architecture.
+    layers : int
+        Layers simulated.
+    whole : bool
+        Whether embeddings and LM head are included.
+    graph : TaskGraph
+        The built graph (its kernels on ``device`` give the activation peak).
+    device : str
+        The device to estimate.
+    tied : bool
+        Whether the LM head shares the embedding.
+    """
+    s = shapes
+    bpe = s.bytes_per_element
+    weights = weight_elements(s, arch, layers, whole, tied) * bpe
+    kv = 2.0 * layers * s.batch * s.kv_cache_len * s.attn_width * bpe
+    kernel_peak = 0.0
+    buffer_peak = 0.0
+    for task in graph:
+        if isinstance(task, KernelTask) and task.device == device and task.operator is not None:
+            kernel_peak = max(kernel_peak, _activation_io_bytes(task.operator))
+        elif isinstance(task, CollectiveTask) and device in task.group:
+            buffer_peak = max(buffer_peak, task.nbytes)
+    activations = s.residual_bytes + kernel_peak + buffer_peak
+    return MemoryEstimate(weights, kv, activations)
+
+
+def check_memory(workload: object, capacity_bytes: float, where: str = "the device") -> None:
+    """Raise if ``workload`` needs more memory per device than ``capacity_bytes``.
+
+    Parameters
+    ----------
+    workload : Workload
+        A built workload.
+    capacity_bytes : float
+        DRAM capacity of one device.
+    where : str
+        The device as the message should name it, e.g. ``"gpu0 (a100)"``.
+
+    Raises
+    ------
+    DesError
+        Naming the need (split into weights, KV cache and activations) and the capacity.
+    """
+    memory: MemoryEstimate = workload.memory  # type: ignore[attr-defined]
+    if memory.total_bytes <= capacity_bytes:
+        return
+    raise DesError(
+        f"{workload.base_model.name} {workload.arch} TP={workload.tp} needs "  # type: ignore[attr-defined]
+        f"{memory.total_bytes / _GIB:.1f} GiB per device (weights {memory.weights_bytes / _GIB:.1f} GiB, "
+        f"KV cache {memory.kv_cache_bytes / _GIB:.2f} GiB, activations {memory.activation_bytes / _GIB:.2f} GiB) "
+        f"but {where} has {capacity_bytes / _GIB:.1f} GiB"
+    )
