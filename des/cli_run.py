@@ -147,17 +147,16 @@ def prepare_point(spec: PointSpec) -> PreparedPoint:
     )
 
 
-def simulate_point(prepared: PreparedPoint, *, trace: bool = False, links: bool = False) -> PointResult:
+def simulate_point(prepared: PreparedPoint, *, links: bool = False) -> PointResult:
     """Simulate a prepared point and summarise it.
 
     Parameters
     ----------
     prepared : PreparedPoint
         From :func:`prepare_point`.
-    trace : bool
-        Record spans (kernels, launches, collectives and their steps).
     links : bool
-        Also record one span per chunk per link hop (large).
+        Also record one span per chunk per link hop (large). Kernels, launches,
+        collectives and their steps are always recorded: the metrics come from them.
     """
     from des.engine import Engine, runtime_launch
     from des.metrics import summarize
@@ -165,7 +164,7 @@ def simulate_point(prepared: PreparedPoint, *, trace: bool = False, links: bool 
 
     wall_start = time.perf_counter()
     spec, system, workload, devices = prepared.spec, prepared.system, prepared.workload, prepared.devices
-    spans = Trace(enabled=trace, links=links)
+    spans = Trace(enabled=True, links=links)
     result = Engine(system, trace=spans, launch_fn=runtime_launch(spec.runtime)).run(workload.graph)
     metrics = summarize(result, workload.graph, devices)
     record = {
@@ -195,9 +194,9 @@ def simulate_point(prepared: PreparedPoint, *, trace: bool = False, links: bool 
     return PointResult(spec=spec, record=record, trace=spans, result=result, workload=workload)
 
 
-def run_point(spec: PointSpec, *, trace: bool = False, links: bool = False) -> PointResult:
+def run_point(spec: PointSpec, *, links: bool = False) -> PointResult:
     """:func:`prepare_point` then :func:`simulate_point`."""
-    return simulate_point(prepare_point(spec), trace=trace, links=links)
+    return simulate_point(prepare_point(spec), links=links)
 
 
 # --------------------------------------------------------------------------- CLI
@@ -344,11 +343,10 @@ def run_command(args) -> int:
     out = args.out if args.out is not None else (Path(DEFAULT_OUT) if compare else None)
     if out is not None and out.exists() and not out.is_dir():
         raise DesError(f"--out {out} exists and is not a folder")
-    want_trace = bool(args.trace or args.gantt or out is not None)
     # Build and check every point before simulating any: a point that does not fit
     # stops the command before anything runs.
     prepared = [prepare_point(spec) for spec in specs]
-    points = [simulate_point(p, trace=want_trace) for p in prepared]
+    points = [simulate_point(p) for p in prepared]
     written: list[Path] = []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

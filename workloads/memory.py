@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from des.errors import DesError
+from des.errors import DoesNotFitError
 from des.operators import LayerNorm, Matmul
 from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
 from workloads.shapes import Shapes
@@ -139,13 +139,14 @@ def check_memory(workload: object, capacity_bytes: float, where: str = "the devi
 
     Raises
     ------
-    DesError
-        Naming the need (split into weights, KV cache and activations) and the capacity.
+    DoesNotFitError
+        (a :class:`DesError`) naming the need, split into weights, KV cache and
+        activations, and the capacity.
     """
     memory: MemoryEstimate = workload.memory  # type: ignore[attr-defined]
     if memory.total_bytes <= capacity_bytes:
         return
-    raise DesError(
+    raise DoesNotFitError(
         f"{workload.base_model.name} {workload.arch} TP={workload.tp} needs "  # type: ignore[attr-defined]
         f"{memory.total_bytes / _GIB:.1f} GiB per device (weights {memory.weights_bytes / _GIB:.1f} GiB, "
         f"KV cache {memory.kv_cache_bytes / _GIB:.2f} GiB, activations {memory.activation_bytes / _GIB:.2f} GiB) "
