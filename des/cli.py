@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--ranks", type=_positive_int, metavar="N", help="number of ranks (default: every device)")
         sub.add_argument("--ranks-per-node", type=_positive_int, metavar="G", help="spread the ranks G per machine")
         sub.add_argument("--bytes", type=_size, default=64 * 1024**2, metavar="B", help="message size, e.g. 1048576 or 64MiB (default: 64MiB)")
+        sub.add_argument(
+            "--algorithm",
+            choices=("ring", "hierarchical", "auto"),
+            help="ring, hierarchical (across machines) or auto (the faster); default: the system's",
+        )
         sub.add_argument("--json", action="store_true", help="print one JSON object")
         sub.add_argument("--trace", type=_output_path, metavar="FILE", help="write a Chrome/Perfetto trace (JSON)")
         sub.add_argument("--gantt", type=_output_path, metavar="FILE", help="draw a Gantt chart (PNG)")
@@ -134,7 +139,7 @@ def _cmd_collective(args) -> int:
     system = load_system(args.system)
     group = system.select_ranks(args.ranks, args.ranks_per_node)
     trace = Trace(enabled=bool(args.trace or args.gantt))
-    result = simulate_collective(system, args.kind, group, args.bytes, trace)
+    result = simulate_collective(system, args.kind, group, args.bytes, trace, algorithm=args.algorithm)
     if args.trace:
         from des.trace import write_chrome_trace
 
@@ -148,7 +153,7 @@ def _cmd_collective(args) -> int:
             json.dumps(
                 {
                     "collective": args.kind,
-                    "algorithm": "ring",
+                    "algorithm": result.algorithm,
                     "system": system.name,
                     "ranks": len(group),
                     "devices": list(group),
@@ -164,7 +169,7 @@ def _cmd_collective(args) -> int:
             )
         )
     else:
-        print(f"{args.kind} of {format_bytes(args.bytes)} over {len(group)} ranks of {system.name}")
+        print(f"{args.kind} of {format_bytes(args.bytes)} over {len(group)} ranks of {system.name} ({result.algorithm})")
         print(f"  latency   {format_seconds(result.latency_s)}")
         print(f"  algbw     {result.algbw_bytes_per_s / 1e9:.2f} GB/s")
         print(f"  busbw     {result.busbw_bytes_per_s / 1e9:.2f} GB/s")

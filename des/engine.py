@@ -15,6 +15,7 @@ simulate; agrees with waves when the kernel is alone).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any
 
 import simpy
 
-from des.collectives import CollectiveResult, RingCollective
+from des.collectives import CollectiveResult, make_collective
 from des.errors import DesError
 from des.hardware import Network
 from des.specs import DeviceSpec, SystemSpec
@@ -134,7 +135,8 @@ class Engine:
                 work = self._prepare_kernel(task)
             else:
                 streams = [(device, task.stream) for device in task.group]
-                work = RingCollective(
+                # Ring or hierarchical, as the system's collective.algorithm says.
+                work = make_collective(
                     self.network, task.kind, task.group, task.nbytes, self.system.collective, self.trace, task.name, task.stream
                 )
             waits = list(task.deps)
@@ -268,9 +270,20 @@ def simulate(system: SystemSpec, graph: TaskGraph, **options) -> RunResult:
 
 
 def simulate_collective(
-    system: SystemSpec, kind: str, group: tuple[str, ...], nbytes: float, trace: Trace | None = None
+    system: SystemSpec,
+    kind: str,
+    group: tuple[str, ...],
+    nbytes: float,
+    trace: Trace | None = None,
+    algorithm: str | None = None,
 ) -> CollectiveResult:
-    """Run one collective alone on an idle system and return its result."""
+    """Run one collective alone on an idle system and return its result.
+
+    ``algorithm`` (``ring``, ``hierarchical`` or ``auto``) overrides the system's
+    ``collective.algorithm``.
+    """
+    if algorithm is not None:
+        system = dataclasses.replace(system, collective=dataclasses.replace(system.collective, algorithm=algorithm))
     graph = TaskGraph()
     graph.add(CollectiveTask(kind, kind, tuple(group), nbytes))
     return Engine(system, trace=trace).run(graph).collectives[kind]

@@ -327,7 +327,19 @@ class CollectiveParams:
         (NCCL: one thread block per channel).
     channels : int
         Rings run in parallel, each carrying an equal share of the data; 0 lets des
-        choose as many edge-disjoint rings as the topology offers.
+        choose as many edge-disjoint rings as the topology offers (on several machines:
+        one ring per NIC the group can use).
+    algorithm : str
+        ``ring`` (one flat ring over all ranks), ``hierarchical`` (reduce-scatter
+        inside each machine, all-reduce among peers across machines, all-gather inside
+        each machine) or ``auto`` (simulate both on an idle copy of the system and
+        take the faster). See :data:`ALGORITHMS`.
+    inter_node_step_latency_s : float or None
+        Step latency of a ring hop between two machines (network transport: the proxy
+        thread, the NIC and the switch); ``None`` means ``step_latency_s``.
+    inter_node_bandwidth_efficiency : float or None
+        Achieved fraction of the network links' bandwidth on a hop between machines;
+        ``None`` means ``bandwidth_efficiency``.
     """
 
     launch_latency_s: float = 0.0
@@ -336,6 +348,37 @@ class CollectiveParams:
     chunk_bytes: float = math.inf
     compute_units: int = 0
     channels: int = 1
+    algorithm: str = "ring"
+    inter_node_step_latency_s: float | None = None
+    inter_node_bandwidth_efficiency: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise DesError(
+                f"unknown collective algorithm {self.algorithm!r}; allowed: {', '.join(ALGORITHMS)}"
+            )
+        efficiency = self.inter_node_bandwidth_efficiency
+        if efficiency is not None and not 0 < efficiency <= 1:
+            raise DesError(f"inter_node_bandwidth_efficiency must be in (0, 1], got {efficiency!r}")
+        step = self.inter_node_step_latency_s
+        if step is not None and not (step >= 0 and math.isfinite(step)):
+            raise DesError(f"inter_node_step_latency_s must be zero or positive, got {step!r}")
+
+    def hop_step_latency_s(self, inter_node: bool) -> float:
+        """Step latency of a ring hop, inside a machine or between machines."""
+        if inter_node and self.inter_node_step_latency_s is not None:
+            return self.inter_node_step_latency_s
+        return self.step_latency_s
+
+    def hop_efficiency(self, inter_node: bool) -> float:
+        """Bandwidth efficiency of a ring hop, inside a machine or between machines."""
+        if inter_node and self.inter_node_bandwidth_efficiency is not None:
+            return self.inter_node_bandwidth_efficiency
+        return self.bandwidth_efficiency
+
+
+#: Collective algorithms a system may choose (``collective.algorithm`` in YAML).
+ALGORITHMS = ("ring", "hierarchical", "auto")
 
 
 def collective_from_mapping(data: object, where: str) -> CollectiveParams:
@@ -356,6 +399,17 @@ def collective_from_mapping(data: object, where: str) -> CollectiveParams:
         chunk_bytes=chunk,
         compute_units=reader.integer("compute_units", defaults.compute_units, minimum=0),
         channels=reader.integer("channels", defaults.channels, minimum=0),
+        algorithm=reader.string("algorithm", defaults.algorithm, choices=ALGORITHMS),
+        inter_node_step_latency_s=(
+            reader.quantity("inter_node_step_latency_s", "time", allow_zero=True)
+            if reader.has("inter_node_step_latency_s")
+            else None
+        ),
+        inter_node_bandwidth_efficiency=(
+            reader.quantity("inter_node_bandwidth_efficiency", "number", at_most=1.0)
+            if reader.has("inter_node_bandwidth_efficiency")
+            else None
+        ),
     )
     reader.finish()
     return params

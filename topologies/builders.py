@@ -23,6 +23,7 @@ Builders validate their input and raise :class:`des.errors.DesError` on bad inpu
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,10 +31,13 @@ from typing import Any
 import networkx as nx
 
 from des.errors import DesError
-from des.specs import ROLE_DEVICE, ROLE_SWITCH, LinkSpec
+from des.specs import ROLE_DEVICE, ROLE_SWITCH, FieldReader, LinkSpec
 
 #: ``node`` attribute of a switch that sits in the network between machines.
 NETWORK_NODE = -1
+
+#: Name of the switch that stands for the spine layer of a leaf-spine network.
+SPINE = "spine0"
 
 #: Prefix of device node names; device ``i`` (rank ``i``) is ``f"{DEVICE_PREFIX}{i}"``.
 DEVICE_PREFIX = "gpu"
@@ -305,6 +309,20 @@ def _machine_graph(intra: object, devices_per_node: int) -> nx.Graph:
     return graph
 
 
+def _spine_options(spine: object, nodes: int, nic_link: LinkSpec) -> tuple[int, float, float] | None:
+    """Read ``spine`` into (machines per leaf, oversubscription, uplink latency) or None."""
+    if spine is None:
+        return None
+    reader = FieldReader(spine, "multi_node: spine")
+    per_leaf = reader.integer("nodes_per_leaf")
+    ratio = reader.quantity("oversubscription", "number", 1.0)
+    latency = reader.quantity("latency_s", "time", nic_link.latency_s, allow_zero=True)
+    reader.finish()
+    if per_leaf > nodes:
+        raise DesError(f"multi_node: spine: nodes_per_leaf ({per_leaf}) exceeds nodes ({nodes})")
+    return per_leaf, ratio, latency
+
+
 def multi_node(
     nodes: int,
     devices_per_node: int,
@@ -313,7 +331,7 @@ def multi_node(
     nics_per_node: int | None = None,
     spine: object = None,
 ) -> nx.Graph:
-    """Several machines, each with its own fabric, joined by NICs into a leaf switch.
+    """Several machines, each with its own fabric, joined by NICs into leaf switches.
 
     Parameters
     ----------
@@ -329,27 +347,34 @@ def multi_node(
         needs ``rows * cols == devices_per_node``. Its switches are renamed per machine,
         ``n0.nvswitch``, ``n1.nvswitch``, ...
     nic_link : LinkSpec
-        Each NIC's link to the leaf switch (e.g. one InfiniBand HDR port).
+        Each NIC's link to its leaf switch (e.g. one InfiniBand HDR port).
     nics_per_node : int, optional
         If given, only the first ``nics_per_node`` devices of each machine have a NIC;
         the others reach the network through their machine's fabric. By default every
         device has one.
-    spine : None
-        Reserved for leaf-spine networks with several leaves and oversubscription; only
-        ``None`` (one non-blocking leaf switch ``leaf0`` for all machines) is supported.
+    spine : mapping, optional
+        ``None`` (the default): one non-blocking leaf switch ``leaf0`` joins every
+        NIC. A mapping ``{nodes_per_leaf, oversubscription=1, latency_s=nic latency}``
+        builds a two-level fat tree: machines ``nodes_per_leaf`` at a time under leaf
+        switches ``leaf0``, ``leaf1``, ..., every leaf joined to one switch ``spine0``
+        that stands for the whole (non-blocking) spine layer, as the NVSwitches of a
+        machine are one switch. A leaf's uplink carries the bandwidth of all its NICs
+        divided by ``oversubscription`` (2 means 2:1; below 1 the uplink is wider).
 
     Returns
     -------
     networkx.Graph
-        ``nodes * devices_per_node`` devices, each machine's switches, ``leaf0``, and
-        ``nodes`` times the fabric's edges plus ``nodes * nics_per_node`` NIC edges.
+        ``nodes * devices_per_node`` devices, each machine's switches, the leaves (and
+        spine), ``nodes`` times the fabric's edges plus ``nodes * nics_per_node`` NIC
+        edges (plus one uplink per leaf). Network switches have ``node = -1``.
 
     Raises
     ------
     DesError
         If a count is not a positive whole number, ``nics_per_node`` exceeds
         ``devices_per_node``, ``intra`` is not a valid fabric, a link is not a
-        LinkSpec or ``spine`` is given.
+        LinkSpec, or ``spine`` has an unknown field, a non-positive
+        ``oversubscription`` or more machines per leaf than there are machines.
     """
     nodes = _count(nodes, "multi_node: nodes")
     devices_per_node = _count(devices_per_node, "multi_node: devices_per_node")
@@ -361,11 +386,7 @@ def multi_node(
         raise DesError(
             f"multi_node: nics_per_node ({nics_per_node}) exceeds devices_per_node ({devices_per_node})"
         )
-    if spine is not None:
-        raise DesError(
-            f"multi_node: spine {spine!r} is not supported yet; leave it out for one "
-            "non-blocking leaf switch"
-        )
+    fat_tree = _spine_options(spine, nodes, nic_link)
     machine = _machine_graph(intra, devices_per_node)
     local_rank = {
         name: i
@@ -373,7 +394,6 @@ def multi_node(
     }
 
     graph = _new_graph("multi_node", nodes=nodes, devices_per_node=devices_per_node)
-    leaf = "leaf0"
     for m in range(nodes):
 
         def rename(local: str, m: int = m) -> str:
@@ -385,10 +405,27 @@ def multi_node(
             graph.add_node(rename(local), **{**attrs, "node": m})
         for a, b, attrs in machine.edges(data=True):
             graph.add_edge(rename(a), rename(b), **attrs)
-    graph.add_node(leaf, role=ROLE_SWITCH, node=NETWORK_NODE)
+    per_leaf = nodes if fat_tree is None else fat_tree[0]
+    leaves = [f"leaf{i}" for i in range(math.ceil(nodes / per_leaf))]
+    for leaf in leaves:
+        graph.add_node(leaf, role=ROLE_SWITCH, node=NETWORK_NODE)
     for m in range(nodes):
+        leaf = leaves[m // per_leaf]
         for i in range(nics_per_node):
             graph.add_edge(device_name(m * devices_per_node + i), leaf, **_edge_attrs(nic_link))
+    if fat_tree is not None:
+        _, ratio, latency = fat_tree
+        graph.add_node(SPINE, role=ROLE_SWITCH, node=NETWORK_NODE)
+        for index, leaf in enumerate(leaves):
+            machines = min(per_leaf, nodes - index * per_leaf)
+            downlinks = machines * nics_per_node
+            graph.add_edge(
+                leaf,
+                SPINE,
+                bandwidth_bytes_per_s=float(nic_link.bandwidth_bytes_per_s * downlinks / ratio),
+                latency_s=float(latency),
+                links=max(1, round(downlinks / ratio)),
+            )
     return graph
 
 

@@ -15,8 +15,10 @@ parameters::
 
 Topology keys are the builder's keyword arguments (``devices`` standing for ``n``).
 A key named ``link`` or ending in ``_link`` is a link mapping; ``intra`` (of
-``multi_node``) is a nested topology mapping with its own ``builder``. Every error
-names the file and the field.
+``multi_node``) is a nested topology mapping with its own ``builder``; ``spine`` (of
+``multi_node``) a mapping of the leaf-spine network. A topology may instead list its
+``nodes`` and ``edges`` (see :mod:`topologies.edgelist`, which also writes any system
+back out in that form). Every error names the file and the field.
 
 Presets live beside this module (``devices/*.yaml``, ``systems/*.yaml``) and are found
 relative to this file, never the working directory.
@@ -48,6 +50,7 @@ from des.specs import (
     validate_graph,
 )
 from topologies.builders import BUILDERS
+from topologies.edgelist import graph_from_edge_list, is_edge_list
 
 logger = logging.getLogger(__name__)
 
@@ -318,20 +321,43 @@ def load_system(name_or_path: str) -> SystemSpec:
     reader = FieldReader(data, str(path))
     name = reader.string("name", path.stem)
     description = reader.string("description", "")
-    if not reader.has("device"):
-        raise DesError(f"{path}: missing field 'device'")
-    device = _system_device(reader.raw("device"), path, name)
     if not reader.has("topology"):
         raise DesError(f"{path}: missing field 'topology'")
-    builder_name, kwargs = _topology_kwargs(reader.raw("topology"), f"{path}: topology")
+    topology = reader.raw("topology")
+    listed = is_edge_list(topology)
+    if not reader.has("device") and not listed:
+        raise DesError(f"{path}: missing field 'device'")
+    device = _system_device(reader.raw("device"), path, name) if reader.has("device") else None
+    if listed:
+        devices: dict[str, DeviceSpec] = {}
+
+        def device_for(raw: object, where: str) -> DeviceSpec:
+            key = raw if isinstance(raw, str) else None
+            if key is not None and key in devices:
+                return devices[key]
+            try:
+                spec = _system_device(raw, path, name)
+            except DesError as exc:
+                raise DesError(f"{where}: {exc}") from None
+            if key is not None:
+                devices[key] = spec
+            return spec
+
+        graph = graph_from_edge_list(topology, f"{path}: topology", device_for, device)
+    else:
+        builder_name, kwargs = _topology_kwargs(topology, f"{path}: topology")
     if not reader.has("collective"):
         raise DesError(f"{path}: missing field 'collective'")
     collective = collective_from_mapping(reader.raw("collective"), f"{path}: collective")
     reader.finish()
-    try:
-        graph = BUILDERS[builder_name](**kwargs)
-    except DesError as exc:
-        raise DesError(f"{path}: topology: {exc}") from None
-    system = system_from_graph(name, graph, device, collective, description, source=str(path))
+    if not listed:
+        try:
+            graph = BUILDERS[builder_name](**kwargs)
+        except DesError as exc:
+            raise DesError(f"{path}: topology: {exc}") from None
+    # Edge-list nodes carry their own specs; built graphs take the system's device.
+    system = system_from_graph(
+        name, graph, None if listed else device, collective, description, source=str(path)
+    )
     logger.debug("loaded system %s from %s: %d devices", name, path, len(system.devices))
     return system

@@ -1,7 +1,19 @@
 """Event-simulated collectives over the network, and their closed forms."""
 
-from des.collectives.closed_form import ring_bandwidth_bound_s, ring_time_s
+from des.collectives.closed_form import hierarchical_time_s, ring_bandwidth_bound_s, ring_time_s
+from des.collectives.hierarchical import HierarchicalCollective, choose_algorithm, make_collective
 from des.collectives.ring import KINDS, CollectiveResult, RingCollective
 from des.collectives.rings import ring_orders
 
-__all__ = ["KINDS", "CollectiveResult", "RingCollective", "ring_bandwidth_bound_s", "ring_orders", "ring_time_s"]
+__all__ = [
+    "KINDS",
+    "CollectiveResult",
+    "HierarchicalCollective",
+    "RingCollective",
+    "choose_algorithm",
+    "hierarchical_time_s",
+    "make_collective",
+    "ring_bandwidth_bound_s",
+    "ring_orders",
+    "ring_time_s",
+]

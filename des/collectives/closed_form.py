@@ -9,7 +9,16 @@ no chunking and no contention:
 
 plus the collective's fixed launch latency. With pipelining into c pieces per step
 the time lies between the bandwidth bound ``2 (n - 1) / n * S / B`` and the unchunked
-form. With k channels, S becomes S / k per ring.
+form. With k channels, S becomes S / k per ring. A hop of h store-and-forward links
+moves each unchunked piece h times: ``alpha + h S / (n B)`` per step.
+
+A hierarchical all-reduce over M machines of G ranks (intra-machine rings with
+bandwidth B_i and step latency alpha_i, rings among peers with B_e and alpha_e) is the
+sum of its three phases, each as above:
+
+``(G - 1) (alpha_i + S / (G B_i))`` (reduce-scatter inside)
+``+ 2 (M - 1) (alpha_e + S / (G M B_e))`` (all-reduce of S / G among peers)
+``+ (G - 1) (alpha_i + S / (G B_i))`` (all-gather inside), plus one launch latency.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ def ring_time_s(
     alpha_s: float,
     launch_latency_s: float = 0.0,
     channels: int = 1,
+    hops: int = 1,
 ) -> float:
     """Unchunked, uncontended ring collective time.
 
@@ -45,9 +55,52 @@ def ring_time_s(
         Fixed cost per call.
     channels : int
         Rings sharing the data equally, each on its own links.
+    hops : int
+        Store-and-forward links on each ring hop (2 through a switch).
     """
     steps = _STEP_FACTOR[kind] * (ranks - 1)
-    return launch_latency_s + steps * (alpha_s + nbytes / channels / (ranks * bandwidth_bytes_per_s))
+    piece_s = nbytes / channels / (ranks * bandwidth_bytes_per_s)
+    return launch_latency_s + steps * (alpha_s + hops * piece_s)
+
+
+def hierarchical_time_s(
+    ranks_per_node: int,
+    nodes: int,
+    nbytes: float,
+    intra_bandwidth_bytes_per_s: float,
+    intra_alpha_s: float,
+    inter_bandwidth_bytes_per_s: float,
+    inter_alpha_s: float,
+    launch_latency_s: float = 0.0,
+    intra_hops: int = 1,
+    inter_hops: int = 1,
+) -> float:
+    """Unchunked, uncontended hierarchical all-reduce time.
+
+    Parameters
+    ----------
+    ranks_per_node : int
+        G, ranks in each machine.
+    nodes : int
+        M, machines.
+    nbytes : float
+        S, the buffer each rank holds.
+    intra_bandwidth_bytes_per_s, intra_alpha_s : float
+        Effective bandwidth and per-step latency of a hop inside a machine.
+    inter_bandwidth_bytes_per_s, inter_alpha_s : float
+        The same for a hop between machines (each peer ring on its own NICs).
+    launch_latency_s : float
+        Fixed cost per call, paid once.
+    intra_hops, inter_hops : int
+        Store-and-forward links on a hop inside a machine and between machines.
+    """
+    inside = 0.0
+    if ranks_per_node > 1:
+        inside = ring_time_s("reducescatter", ranks_per_node, nbytes, intra_bandwidth_bytes_per_s, intra_alpha_s, hops=intra_hops)
+    across = ring_time_s(
+        "allreduce", nodes, nbytes / ranks_per_node, inter_bandwidth_bytes_per_s, inter_alpha_s, hops=inter_hops
+    )
+    return launch_latency_s + 2 * inside + across
 
 
 def ring_bandwidth_bound_s(kind: str, ranks: int, nbytes: float, bandwidth_bytes_per_s: float, channels: int = 1) -> float:

@@ -60,6 +60,8 @@ class CollectiveResult:
         How many pieces one step's share was cut into.
     bytes_sent_per_rank : float
         Bytes each rank put on the wire.
+    algorithm : str
+        ``ring`` or ``hierarchical``: the algorithm that ran.
     """
 
     kind: str
@@ -70,6 +72,7 @@ class CollectiveResult:
     rings: tuple[tuple[str, ...], ...]
     pieces_per_step: int
     bytes_sent_per_rank: float
+    algorithm: str = "ring"
 
     @property
     def latency_s(self) -> float:
@@ -165,6 +168,16 @@ class RingCollective:
         self._routes = [
             [network.route(ring[i], ring[(i + 1) % n]) for i in range(n)] for ring in self.rings
         ]
+        # A hop between machines runs over the network transport, with its own step
+        # latency and achieved bandwidth (CollectiveParams.inter_node_*).
+        machine = {node: network.graph.nodes[node].get("node", 0) for node in self.group}
+        self._hop_params = [
+            [
+                (params.hop_efficiency(inter), params.hop_step_latency_s(inter))
+                for inter in (machine[ring[i]] != machine[ring[(i + 1) % n]] for i in range(n))
+            ]
+            for ring in self.rings
+        ]
 
     def run(self):
         """SimPy process body: run the collective, return a :class:`CollectiveResult`."""
@@ -230,9 +243,9 @@ class RingCollective:
         position = ring.index(rank)
         successor = (position + 1) % n
         route = self._routes[channel_index][position]
+        efficiency, step_latency_s = self._hop_params[channel_index][position]
         dram = self.network.devices[rank].dram
         receiver_dram = self.network.devices[ring[successor]].dram
-        params = self.params
         trace = self.trace
         piece_sizes = self.piece_sizes
         reduce_steps = self.reduce_steps
@@ -259,8 +272,8 @@ class RingCollective:
                     route,
                     piece_bytes,
                     on_arrival,
-                    efficiency=params.bandwidth_efficiency,
-                    extra_latency_s=params.step_latency_s,
+                    efficiency=efficiency,
+                    extra_latency_s=step_latency_s,
                     trace=trace,
                     label=label,
                 )

@@ -8,6 +8,14 @@ Hamiltonian cycle. Several rings run as channels, each carrying an equal share o
 data; with ``channels = 0`` des uses as many directed Hamiltonian cycles as make every
 direct link carry the same load (all six on four fully connected devices, both
 directions of a physical ring), so the collective uses every link it can.
+
+A group spread over several machines (device nodes carry ``node``, the machine index)
+is ordered machine by machine, so a ring crosses between machines exactly once per
+machine it visits (two crossings for two machines), the fewest a ring can: each
+machine's members follow their own ring as above, cut open to a path. With several
+channels, each channel's path leaves each machine through a different device with a
+NIC (as NCCL builds one ring per NIC); ``channels = 0`` runs as many channels as the
+machine with the fewest NIC-equipped members has such members.
 """
 
 from __future__ import annotations
@@ -96,6 +104,9 @@ def ring_orders(graph: nx.Graph, group: tuple[str, ...], channels: int) -> list[
             raise DesError(f"'{node}' is not a device of the system")
     if len(set(group)) != len(group):
         raise DesError(f"a rank appears twice in the group {group}")
+    machines = machine_groups(graph, group)
+    if len(machines) > 1:
+        return _multi_machine_rings(graph, machines, channels)
     if len(group) == 2:
         # Two ranks: the ring is the pair, both directions used by every step.
         rings = [group]
@@ -151,3 +162,46 @@ def _first_then(first: tuple[str, ...], rings: list[tuple[str, ...]]) -> list[tu
 
     rest = [ring for ring in rings if canonical(ring) != first]
     return [first] + rest
+
+
+# --------------------------------------------------------------------------- several machines
+
+
+def machine_of(graph: nx.Graph, node: str) -> int:
+    """The machine index (``node`` attribute) of a graph node; 0 when it has none."""
+    return graph.nodes[node].get("node", 0)
+
+
+def machine_groups(graph: nx.Graph, group) -> list[tuple[str, ...]]:
+    """The group's members per machine, machines in order of first appearance."""
+    members: dict[int, list[str]] = {}
+    for node in group:
+        members.setdefault(machine_of(graph, node), []).append(node)
+    return [tuple(nodes) for nodes in members.values()]
+
+
+def has_nic(graph: nx.Graph, device: str) -> bool:
+    """Whether ``device`` has a link leaving its machine (a NIC to the network)."""
+    here = machine_of(graph, device)
+    return any(machine_of(graph, peer) != here for peer in graph.neighbors(device))
+
+
+def _multi_machine_rings(
+    graph: nx.Graph, machines: list[tuple[str, ...]], channels: int
+) -> list[tuple[str, ...]]:
+    """Rings that visit the machines in turn, each channel leaving through its own NIC."""
+    cycles = [
+        _direct_rings(graph, members, 1)[0] if len(members) > 2 else members for members in machines
+    ]
+    exits = [[d for d in cycle if has_nic(graph, d)] or [cycle[-1]] for cycle in cycles]
+    count = channels if channels > 0 else min(len(nics) for nics in exits)
+    rings = []
+    for c in range(count):
+        order: list[str] = []
+        for cycle, nics in zip(cycles, exits, strict=True):
+            # Channel 0 leaves through the last NIC of the cycle (the group's own order
+            # on a switch); later channels through the next ones.
+            leave = cycle.index(nics[(len(nics) - 1 + c) % len(nics)])
+            order.extend(cycle[leave + 1 :] + cycle[: leave + 1])
+        rings.append(tuple(order))
+    return rings
