@@ -17,6 +17,7 @@ memory only, with one warning.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -51,10 +52,17 @@ def cache_dir() -> Path:
 
 def cache_key(device: DeviceSpec, operator: Any, params: MapperParams) -> str:
     """Hex digest over the device's fields, the operator key, dtype, version and params."""
+    return _cache_key(device, operator.key(), operator.dtype, params)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cache_key(device: DeviceSpec, operator_key: str, dtype: str, params: MapperParams) -> str:
+    # Memoised: a whole model asks for the same few operators thousands of times, and
+    # the digest (two dataclass walks, JSON, SHA-256) was a tenth of a model's run.
     payload = {
         "device": dataclasses.asdict(device),
-        "operator": operator.key(),
-        "dtype": operator.dtype,
+        "operator": operator_key,
+        "dtype": dtype,
         "mapper_version": MAPPER_VERSION,
         "params": params.as_dict(),
     }
