@@ -306,6 +306,7 @@ def _write_outputs(point: PointResult, trace_path: Path | None, gantt_path: Path
 
 
 def _table(points: list[PointResult]) -> str:
+    """One column per architecture: the latency, its breakdown, memory and cost."""
     from des.metrics import BREAKDOWN_CATEGORIES
     from des.units import format_bytes, format_seconds
 
@@ -313,19 +314,21 @@ def _table(points: list[PointResult]) -> str:
     spec = first.spec
     metric = "TTFT" if spec.phase == "prefill" else "time per output token"
     what = f"seq {spec.seq}" if spec.phase == "prefill" else f"KV length {spec.kv_len}"
+    width = 14
     lines = [
         f"{first.record['model']} on {first.record['system']}, TP={spec.tp}, batch {spec.batch}, {spec.phase} {what}, "
         f"{spec.attention} attention, {spec.runtime} runtime" + (f", {spec.layers} layers" if spec.layers else ""),
         "",
-        f"{'arch':<10} {metric:>22} {'memory/device':>14} " + " ".join(f"{c:>17}" for c in BREAKDOWN_CATEGORIES),
+        f"{'':<24}" + "".join(f"{p.spec.arch:>{width}}" for p in points),
+        f"{metric:<24}" + "".join(f"{format_seconds(p.record['latency_s']):>{width}}" for p in points),
     ]
-    for point in points:
-        record = point.record
-        cells = " ".join(f"{format_seconds(record['breakdown_s'].get(c, 0.0)):>17}" for c in BREAKDOWN_CATEGORIES)
-        lines.append(
-            f"{point.spec.arch:<10} {format_seconds(record['latency_s']):>22} "
-            f"{format_bytes(record['memory_bytes_per_device']['total']):>14} {cells}"
-        )
+    for category in BREAKDOWN_CATEGORIES:
+        values = [p.record["breakdown_s"].get(category, 0.0) for p in points]
+        if any(values):
+            lines.append(f"  {category:<22}" + "".join(f"{format_seconds(v):>{width}}" for v in values))
+    lines.append(f"{'memory per device':<24}" + "".join(
+        f"{format_bytes(p.record['memory_bytes_per_device']['total']):>{width}}" for p in points))
+    lines.append(f"{'events simulated':<24}" + "".join(f"{p.record['events']:>{width},}" for p in points))
     if len(points) == 2:
         base, other = points
         saved = 1.0 - other.record["latency_s"] / base.record["latency_s"]
