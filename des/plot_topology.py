@@ -6,7 +6,8 @@ systems can be compared with ``diff``. :func:`draw_topology` draws the graph wit
 matplotlib (imported only when drawing, on the Agg backend): devices as blue squares,
 switches as orange diamonds, each edge labelled with its bandwidth per direction. The
 layout is fixed, never random: devices on a circle around their machine's switches,
-machines side by side with network switches above them, 2D grids as grids.
+machines side by side with leaf switches above the machines they serve and a spine
+above the leaves, 2D grids as grids.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ _NETWORK = -1
 _MACHINE_SPACING = 3.0
 #: Height of the network switches above the machines in a drawing.
 _NETWORK_HEIGHT = 2.0
+#: Height of a spine above the leaves, as a multiple of the leaves' height.
+_SPINE_LEVEL = 1.6
 _DEVICE_COLOUR = "tab:blue"
 _SWITCH_COLOUR = "tab:orange"
 _DPI = 120
@@ -146,9 +149,17 @@ def _layout(system: SystemSpec) -> dict[Any, tuple[float, float]]:
         pos.update(_circle(switches, centre, 0.4 if len(switches) > 1 else 0.0))
     others = sorted((n for n in graph if n not in pos), key=_natural_key)
     span = (len(machines) - 1) * _MACHINE_SPACING
-    for i, name in enumerate(others):
-        x = span / 2 if len(others) == 1 else span * i / (len(others) - 1)
-        pos[name] = (x, _NETWORK_HEIGHT if len(machines) > 1 else _NETWORK_HEIGHT / 2)
+    height = _NETWORK_HEIGHT if len(machines) > 1 else _NETWORK_HEIGHT / 2
+    # Leaves (network switches with NICs on them) above the machines they serve; the
+    # switches above the leaves (a spine) one level higher, spread over the width.
+    leaves = [n for n in others if any(m in pos for m in graph[n])]
+    tops = [n for n in others if n not in leaves]
+    for name in leaves:
+        xs = sorted(pos[m][0] for m in graph[name] if m in pos)
+        pos[name] = (sum(xs) / len(xs), height)
+    for i, name in enumerate(tops):
+        x = span / 2 if len(tops) == 1 else span * i / (len(tops) - 1)
+        pos[name] = (x, height * _SPINE_LEVEL)
     return pos
 
 

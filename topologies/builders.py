@@ -314,10 +314,11 @@ def _spine_options(spine: object, nodes: int, nic_link: LinkSpec) -> tuple[int, 
     if spine is None:
         return None
     reader = FieldReader(spine, "multi_node: spine")
+    reader.used.update(("nodes_per_leaf", "oversubscription", "latency_s"))
+    reader.finish()  # unknown fields first: a misspelt name explains a missing one
     per_leaf = reader.integer("nodes_per_leaf")
     ratio = reader.quantity("oversubscription", "number", 1.0)
     latency = reader.quantity("latency_s", "time", nic_link.latency_s, allow_zero=True)
-    reader.finish()
     if per_leaf > nodes:
         raise DesError(f"multi_node: spine: nodes_per_leaf ({per_leaf}) exceeds nodes ({nodes})")
     return per_leaf, ratio, latency

@@ -169,13 +169,20 @@ def _device_mapping(spec: DeviceSpec) -> dict[str, Any]:
     return {f.name: _number(getattr(spec, f.name)) if f.name != "name" else spec.name for f in fields(DeviceSpec)}
 
 
+#: Collective parameters that are whole numbers; the others are written as floats.
+_WHOLE_COLLECTIVE_FIELDS = ("compute_units", "channels")
+
+
 def _collective_mapping(params: CollectiveParams) -> dict[str, Any]:
     out = {}
     for f in fields(CollectiveParams):
         value = getattr(params, f.name)
         if value is None:
             continue
-        out[f.name] = value if isinstance(value, str) else _number(value)
+        if isinstance(value, str) or f.name in _WHOLE_COLLECTIVE_FIELDS:
+            out[f.name] = value
+        else:
+            out[f.name] = _number(float(value))
     return out
 
 

@@ -42,37 +42,40 @@ def _direct_graph(graph: nx.Graph, group: tuple[str, ...]) -> dict[str, list[str
 
 
 def _hamiltonian_cycles(adjacency: dict[str, list[str]], group: tuple[str, ...], limit: int, used: set | None = None):
-    """Directed Hamiltonian cycles starting at group[0] (at most ``limit``, bounded effort)."""
+    """Directed Hamiltonian cycles starting at group[0] (at most ``limit``, bounded effort).
+
+    Depth-first, neighbours in group order, with an explicit stack (a path may be
+    thousands of devices long, deeper than Python's recursion limit).
+    """
     n = len(group)
     start = group[0]
     found: list[tuple[str, ...]] = []
-    budget = [_SEARCH_BUDGET]
+    budget = _SEARCH_BUDGET - 1
     path = [start]
     on_path = {start}
-
-    def extend() -> bool:
-        budget[0] -= 1
-        if budget[0] < 0:
-            return True
+    frontier = [iter(adjacency[start])]
+    while frontier:
         node = path[-1]
-        if len(path) == n:
-            if start in adjacency[node] and (used is None or (node, start) not in used):
-                found.append(tuple(path))
-                return len(found) >= limit
-            return False
-        for peer in adjacency[node]:
+        for peer in frontier[-1]:
             if peer in on_path or (used is not None and (node, peer) in used):
+                continue
+            budget -= 1
+            if budget < 0:
+                return found
+            if len(path) + 1 == n:
+                if start in adjacency[peer] and (used is None or (peer, start) not in used):
+                    found.append((*path, peer))
+                    if len(found) >= limit:
+                        return found
                 continue
             path.append(peer)
             on_path.add(peer)
-            stop = extend()
-            path.pop()
-            on_path.discard(peer)
-            if stop:
-                return True
-        return False
-
-    extend()
+            frontier.append(iter(adjacency[peer]))
+            break
+        else:
+            frontier.pop()
+            if frontier:
+                on_path.discard(path.pop())
     return found
 
 
