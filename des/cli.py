@@ -105,9 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate_commands = validate.add_subparsers(dest="what", metavar="WHAT", parser_class=_Parser)
     validate_commands.required = True
     validate_commands.add_parser("collectives", help="all-reduce latency vs the calibration tables")
-    from des import cli_op  # light: the mapper is imported only when an op runs
-
-    from des import cli_run
+    # Light modules: the mapper, workloads and engine are imported only when run.
+    from des import cli_op, cli_run
 
     cli_run.add_run_command(commands, _output_path)
     cli_op.add_op_commands(commands)

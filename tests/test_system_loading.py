@@ -29,6 +29,9 @@ PRESETS = {
     "dgx-a100": (8, "a100", 1, 8),
     "dgx-h100": (8, "h100", 1, 8),
     "2x-dgx-a100": (16, "a100", 3, 32),
+    "4x-dgx-a100": (32, "a100", 5, 64),
+    "2x-dgx-h100": (16, "h100", 3, 32),
+    "dgx1-hybrid-cube-mesh": (8, "a100", 0, 16),
 }
 
 GOOD = """\
@@ -269,7 +272,7 @@ def test_file_that_is_not_a_mapping(tmp_path, text):
 
 def test_unknown_system_preset_lists_known():
     with pytest.raises(
-        DesError, match=r"unknown system preset 'dgx-a10'.*known: 2x-dgx-a100, dgx-a100"
+        DesError, match=r"unknown system preset 'dgx-a10'.*known: 2x-dgx-a100, 2x-dgx-h100, 4x-dgx-a100, dgx-a100"
     ):
         load_system("dgx-a10")
 
