@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     cli_run.add_run_command(commands, _output_path)
     cli_op.add_op_commands(commands)
     cli_op.add_validate_operators(validate_commands)
+    # --- des area (area and cost model, des/cli_area.py) ---
+    from des import cli_area
+
+    cli_area.add_area_command(commands)
+    # --- end des area ---
     return parser
 
 
@@ -204,6 +209,12 @@ def _dispatch(args) -> int:
         from des import cli_run
 
         return cli_run.run_command(args)
+    # --- des area ---
+    if args.command == "area":
+        from des import cli_area
+
+        return cli_area.run_area(args)
+    # --- end des area ---
     from des import cli_op
 
     return cli_op.run_op(args)
