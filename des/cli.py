@@ -62,6 +62,25 @@ def _output_path(text: str) -> Path:
     return path
 
 
+def add_fault_options(parser: argparse.ArgumentParser) -> None:
+    """``--fail`` and ``--degrade`` (repeatable), shared by ``des collective`` and ``des run``."""
+    parser.add_argument(
+        "--fail",
+        action="append",
+        default=[],
+        metavar="LINK_OR_NODE[@TIME_S]",
+        help="remove a link (A-B, as 'des topology show' lists it) or a device or switch, "
+        "before the run or at simulated time TIME_S (repeatable)",
+    )
+    parser.add_argument(
+        "--degrade",
+        action="append",
+        default=[],
+        metavar="LINK=FACTOR[@TIME_S]",
+        help="multiply a link's bandwidth (or every link of a node) by FACTOR > 0 (repeatable)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser of ``des``."""
     parser = _Parser(
@@ -100,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true", help="print one JSON object")
         sub.add_argument("--trace", type=_output_path, metavar="FILE", help="write a Chrome/Perfetto trace (JSON)")
         sub.add_argument("--gantt", type=_output_path, metavar="FILE", help="draw a Gantt chart (PNG)")
+        add_fault_options(sub)
 
     validate = commands.add_parser("validate", help="compare the simulator with real measurements")
     validate_commands = validate.add_subparsers(dest="what", metavar="WHAT", parser_class=_Parser)
@@ -136,14 +156,16 @@ def _cmd_topology(args) -> int:
 
 def _cmd_collective(args) -> int:
     from des.engine import simulate_collective
+    from des.faults import describe, parse_faults
     from des.trace import Trace
     from des.units import format_bytes, format_seconds
     from topologies import load_system
 
     system = load_system(args.system)
     group = system.select_ranks(args.ranks, args.ranks_per_node)
+    faults = parse_faults(system, args.fail, args.degrade)
     trace = Trace(enabled=bool(args.trace or args.gantt))
-    result = simulate_collective(system, args.kind, group, args.bytes, trace, algorithm=args.algorithm)
+    result = simulate_collective(system, args.kind, group, args.bytes, trace, algorithm=args.algorithm, faults=faults)
     if args.trace:
         from des.trace import write_chrome_trace
 
@@ -168,6 +190,7 @@ def _cmd_collective(args) -> int:
                     "channels": len(result.rings),
                     "pieces_per_step": result.pieces_per_step,
                     "bytes_sent_per_rank": result.bytes_sent_per_rank,
+                    "faults": [fault.as_dict() for fault in faults],
                 },
                 sort_keys=True,
             )
@@ -179,6 +202,8 @@ def _cmd_collective(args) -> int:
         print(f"  busbw     {result.busbw_bytes_per_s / 1e9:.2f} GB/s")
         print(f"  rings     {len(result.rings)} x {' -> '.join(result.rings[0])}")
         print(f"  pieces    {result.pieces_per_step} per step")
+        for fault in faults:
+            print(f"  fault     {describe(fault)}")
     for path in (args.trace, args.gantt):
         if path:
             print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)

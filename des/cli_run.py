@@ -42,9 +42,12 @@ class PointSpec:
     """One simulation point: what to run where.
 
     Attributes mirror the ``des run`` options; ``arch`` is one architecture.
+    ``system`` is a preset name, a YAML path or a built :class:`~des.specs.SystemSpec`
+    (studies of systems that are not presets). ``faults`` and ``degrade`` are
+    ``--fail`` and ``--degrade`` values (:mod:`des.faults`).
     """
 
-    system: str = DEFAULT_SYSTEM
+    system: Any = DEFAULT_SYSTEM
     model: str = DEFAULT_MODEL
     arch: str = "standard"
     tp: int = DEFAULT_TP
@@ -55,6 +58,8 @@ class PointSpec:
     attention: str = "fused"
     runtime: str = "graph"
     layers: int | None = None
+    faults: tuple[str, ...] = ()
+    degrade: tuple[str, ...] = ()
     dtype: str = "fp16"
 
 
@@ -102,6 +107,7 @@ class PreparedPoint:
     devices: tuple[str, ...]
     workload: Any = field(repr=False)
     prepare_s: float = 0.0
+    faults: tuple = ()
 
 
 def prepare_point(spec: PointSpec) -> PreparedPoint:
@@ -118,9 +124,10 @@ def prepare_point(spec: PointSpec) -> PreparedPoint:
 
     wall_start = time.perf_counter()
     runtime_profile(spec.runtime)  # an unknown profile fails here, before any work
-    system = load_system(spec.system)
+    system = load_system(spec.system) if isinstance(spec.system, str) else spec.system
     model = load_model(spec.model)
     devices = group_for(system, spec.tp)
+    faults = _point_faults(spec, system, devices)
     workload = build_workload(
         model,
         arch=spec.arch,
@@ -144,7 +151,19 @@ def prepare_point(spec: PointSpec) -> PreparedPoint:
         devices=devices,
         workload=workload,
         prepare_s=time.perf_counter() - wall_start,
+        faults=faults,
     )
+
+
+def _point_faults(spec: PointSpec, system, devices: tuple[str, ...]) -> tuple:
+    """The point's faults, parsed; a run they break before it starts stops here."""
+    if not (spec.faults or spec.degrade):
+        return ()
+    from des.faults import apply_faults, check_groups, parse_faults
+
+    faults = parse_faults(system, spec.faults, spec.degrade)
+    check_groups(system, apply_faults(system, faults), faults, {f"the run (devices {', '.join(devices)})": devices})
+    return faults
 
 
 def simulate_point(prepared: PreparedPoint, *, links: bool = False) -> PointResult:
@@ -165,7 +184,7 @@ def simulate_point(prepared: PreparedPoint, *, links: bool = False) -> PointResu
     wall_start = time.perf_counter()
     spec, system, workload, devices = prepared.spec, prepared.system, prepared.workload, prepared.devices
     spans = Trace(enabled=True, links=links)
-    result = Engine(system, trace=spans, launch_fn=runtime_launch(spec.runtime)).run(workload.graph)
+    result = Engine(system, trace=spans, launch_fn=runtime_launch(spec.runtime), faults=prepared.faults).run(workload.graph)
     metrics = summarize(result, workload.graph, devices)
     record = {
         "system": system.name,
@@ -190,6 +209,7 @@ def simulate_point(prepared: PreparedPoint, *, links: bool = False) -> PointResu
     record["latency_s"] = metrics.latency_s
     record["metric"] = "ttft_s" if spec.phase == "prefill" else "tpot_s"
     record["events"] = result.events
+    record["faults"] = [dict(f.as_dict(), applied=f in result.faults_applied) for f in prepared.faults]
     record["wall_s"] = prepared.prepare_s + time.perf_counter() - wall_start
     return PointResult(spec=spec, record=record, trace=spans, result=result, workload=workload)
 
@@ -237,6 +257,9 @@ def add_run_command(subparsers: Any, output_path) -> argparse.ArgumentParser:
     parser.add_argument("--trace", type=output_path, metavar="FILE", help="write a Chrome/Perfetto trace (JSON)")
     parser.add_argument("--gantt", type=output_path, metavar="FILE", help="draw a Gantt chart (PNG)")
     parser.add_argument("--out", type=Path, metavar="DIR", help=f"write trace and Gantt chart(s) to DIR (default for the comparison: {DEFAULT_OUT})")
+    from des.cli import add_fault_options
+
+    add_fault_options(parser)
     parser.set_defaults(func=run_command)
     return parser
 
@@ -258,6 +281,8 @@ def _spec_from(args, arch: str) -> PointSpec:
         attention=args.attention,
         runtime=args.runtime,
         layers=args.layers,
+        faults=tuple(args.fail),
+        degrade=tuple(args.degrade),
     )
 
 
@@ -315,8 +340,9 @@ def _table(points: list[PointResult]) -> str:
     metric = "TTFT" if spec.phase == "prefill" else "time per output token"
     what = f"seq {spec.seq}" if spec.phase == "prefill" else f"KV length {spec.kv_len}"
     width = 14
+    faults = "".join(f", {f['action']} {f['spec']}" for f in first.record.get("faults", ()))
     lines = [
-        f"{first.record['model']} on {first.record['system']}, TP={spec.tp}, batch {spec.batch}, {spec.phase} {what}, "
+        f"{first.record['model']} on {first.record['system']}{faults}, TP={spec.tp}, batch {spec.batch}, {spec.phase} {what}, "
         f"{spec.attention} attention, {spec.runtime} runtime" + (f", {spec.layers} layers" if spec.layers else ""),
         "",
         f"{'':<24}" + "".join(f"{p.spec.arch:>{width}}" for p in points),

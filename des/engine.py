@@ -11,6 +11,12 @@ shared DRAM bandwidth, and ends when both are done. So a kernel beside a collect
 beside another kernel, is slowed exactly as much as the shared units and bandwidth
 dictate. ``execution="tile"`` runs every tile as its own process instead (slower to
 simulate; agrees with waves when the kernel is alone).
+
+``faults=`` (:mod:`des.faults`) runs the graph on a degraded system: faults before the
+run change a copy of the system the engine is built on (and a run they break stops
+before it starts); faults at a time are applied between stretches of the simulation
+(``env.run(until=...)``), before anything else that happens at that instant, and a
+fault that leaves unfinished work unable to finish stops the run there.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +32,21 @@ import simpy
 
 from des.collectives import CollectiveResult, make_collective
 from des.errors import DesError
+from des.faults import (
+    FAIL,
+    Fault,
+    FaultError,
+    apply_faults,
+    check_groups,
+    disconnection,
+    fault_edges,
+    split_faults,
+)
 from des.hardware import Network
 from des.specs import DeviceSpec, SystemSpec
 from des.taskgraph import CATEGORY_OF_CLASS, CollectiveTask, KernelTask, TaskGraph
 from des.trace import Trace
+from des.units import format_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +72,9 @@ class RunResult:
         The live network after the run (link and DRAM statistics).
     events : int
         SimPy events scheduled during the run (the simulation's cost measure).
+    faults_applied : tuple of Fault
+        The faults that took effect: all those before the run, and those at a time
+        reached before the work was done.
     """
 
     latency_s: float
@@ -64,6 +84,7 @@ class RunResult:
     trace: Trace
     network: Network = field(repr=False)
     events: int = 0
+    faults_applied: tuple[Fault, ...] = ()
 
 
 class Engine:
@@ -83,6 +104,9 @@ class Engine:
         (the runtime profile); none by default.
     execution : {"wave", "tile"}
         Granularity of kernel execution.
+    faults : sequence of Fault, optional
+        Links or nodes that fail or slow down, before the run or at a time
+        (:func:`des.faults.parse_faults`).
     """
 
     def __init__(
@@ -92,9 +116,15 @@ class Engine:
         schedule_fn: ScheduleFn | None = None,
         launch_fn: LaunchFn | None = None,
         execution: str = "wave",
+        faults: Sequence[Fault] = (),
     ) -> None:
         if execution not in ("wave", "tile"):
             raise DesError(f"execution must be 'wave' or 'tile', got {execution!r}")
+        self.original_system = system
+        self.faults = tuple(faults)
+        self._before, self._timed = split_faults(self.faults)
+        if self.faults:
+            system = apply_faults(system, self.faults)
         self.system = system
         self.env = simpy.Environment()
         self.network = Network(self.env, system)
@@ -121,6 +151,7 @@ class Engine:
         collectives whose ring cannot be formed, and after it if some tasks could
         never start (naming what they waited on).
         """
+        self._check_faults(graph)
         self._check(graph)
         env = self.env
         done: dict[str, simpy.Event] = {name: env.event() for name in graph.tasks}
@@ -148,7 +179,7 @@ class Engine:
             prepared.append((task, work, waits))
         for task, work, waits in prepared:
             env.process(self._task(task, work, [done[name] for name in waits], done[task.name], starts, ends, collectives))
-        env.run()
+        applied = self._simulate(graph, ends)
         unfinished = [name for name in graph.tasks if name not in ends]
         if unfinished:
             raise DesError(self._stuck_message(graph, unfinished, ends))
@@ -162,7 +193,83 @@ class Engine:
             trace=self.trace,
             network=self.network,
             events=_events_scheduled(env),
+            faults_applied=self._before + applied,
         )
+
+    # ----------------------------------------------------------------- faults
+
+    def _uses(self, graph: TaskGraph, names) -> dict[str, tuple[str, ...]]:
+        return {
+            name: (task.device,) if isinstance(task, KernelTask) else tuple(task.group)
+            for name in names
+            for task in (graph.tasks[name],)
+        }
+
+    def _check_faults(self, graph: TaskGraph) -> None:
+        """Before the run: no task on a failed device, no collective cut apart."""
+        if not self._before:
+            return
+        uses = self._uses(graph, graph.tasks)
+        # One check per distinct device set (a model repeats the same group).
+        distinct: dict[tuple[str, ...], str] = {}
+        for name, devices in uses.items():
+            distinct.setdefault(devices, name)
+        check_groups(
+            self.original_system, self.system, self._before, {f"task '{name}'": devices for devices, name in distinct.items()}
+        )
+
+    def _simulate(self, graph: TaskGraph, ends: dict[str, float]) -> tuple[Fault, ...]:
+        """``env.run()``, stopping at each timed fault to apply it; return those applied."""
+        env = self.env
+        total = len(graph.tasks)
+        applied: list[Fault] = []
+        try:
+            for fault in self._timed:
+                if len(ends) == total:
+                    break
+                if fault.at_s > env.now:
+                    env.run(until=fault.at_s)
+                if len(ends) == total:
+                    break
+                self._apply(fault, graph, ends)
+                applied.append(fault)
+            env.run()
+        except FaultError:
+            raise
+        except DesError as exc:
+            unfinished = [name for name in graph.tasks if name not in ends]
+            raise DesError(f"{exc}; the run stopped at {format_seconds(env.now)} with {_task_list(unfinished)} unfinished") from None
+        return tuple(applied)
+
+    def _apply(self, fault: Fault, graph: TaskGraph, ends: dict[str, float]) -> None:
+        """Apply a timed fault to the live network; stop if unfinished work is now stranded."""
+        network = self.network
+        if fault.action == FAIL:
+            if fault.is_link:
+                network.fail_link(*fault.endpoints)
+            else:
+                network.fail_node(fault.endpoints[0])
+        else:
+            for u, v in fault_edges(network.graph, fault):
+                network.scale_link(u, v, fault.factor)
+        logger.info("t=%s: %s", format_seconds(self.env.now), fault.option)
+        if fault.action != FAIL:
+            return
+        unfinished = [name for name in graph.tasks if name not in ends]
+        stranded = []
+        reason = None
+        checked: dict[tuple[str, ...], str | None] = {}
+        for name, devices in self._uses(graph, unfinished).items():
+            if devices not in checked:
+                checked[devices] = disconnection(self.original_system.graph, network.graph, devices)
+            if checked[devices] is not None:
+                stranded.append(name)
+                reason = reason or checked[devices]
+        if stranded:
+            raise FaultError(
+                f"at {format_seconds(self.env.now)}, {fault.option}: {reason}; "
+                f"{_task_list(stranded)} could not finish ({len(unfinished)} unfinished in all)"
+            )
 
     @staticmethod
     def _stuck_message(graph: TaskGraph, unfinished: list[str], ends: dict[str, float]) -> str:
@@ -239,6 +346,13 @@ class Engine:
         yield simpy.AllOf(env, [env.process(tile()) for _ in range(group.units)])
 
 
+def _task_list(names: list[str], shown: int = 5) -> str:
+    """``3 tasks ('a', 'b', 'c')``, at most ``shown`` names."""
+    listed = ", ".join(f"'{name}'" for name in names[:shown])
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} task{'s' if len(names) != 1 else ''} ({listed}{more})"
+
+
 def _events_scheduled(env: simpy.Environment) -> int:
     """Events scheduled so far: SimPy numbers every scheduled event from one counter.
 
@@ -276,14 +390,15 @@ def simulate_collective(
     nbytes: float,
     trace: Trace | None = None,
     algorithm: str | None = None,
+    faults: Sequence[Fault] = (),
 ) -> CollectiveResult:
     """Run one collective alone on an idle system and return its result.
 
     ``algorithm`` (``ring``, ``hierarchical`` or ``auto``) overrides the system's
-    ``collective.algorithm``.
+    ``collective.algorithm``; ``faults`` are applied as by :class:`Engine`.
     """
     if algorithm is not None:
         system = dataclasses.replace(system, collective=dataclasses.replace(system.collective, algorithm=algorithm))
     graph = TaskGraph()
     graph.add(CollectiveTask(kind, kind, tuple(group), nbytes))
-    return Engine(system, trace=trace).run(graph).collectives[kind]
+    return Engine(system, trace=trace, faults=faults).run(graph).collectives[kind]

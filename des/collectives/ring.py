@@ -13,6 +13,13 @@ read from DRAM (twice when it is reduced with the received partial sum) and ever
 received is written to DRAM, through the device's shared DRAM bandwidth; the link
 transfer and the DRAM read of a piece overlap, the piece leaves when both are done.
 Pieces pay ``step_latency_s`` as a pipelined delay on arrival.
+
+Rings are formed once, on the graph as it is when the collective is built (faults
+before the run are already in it). When a link fails during the run, each sender asks
+the network for its hop's route again at its next piece (the network's
+``topology_version`` says when), so a hop over the lost link takes a multi-hop detour
+and the collective completes, slower; pieces already on their way detour at their next
+hop (:func:`~des.hardware.link.send`'s ``reroute``).
 """
 
 from __future__ import annotations
@@ -242,7 +249,11 @@ class RingCollective:
         n = len(ring)
         position = ring.index(rank)
         successor = (position + 1) % n
+        network = self.network
+        version = network.topology_version
         route = self._routes[channel_index][position]
+        if version:
+            route = network.route(rank, ring[successor])
         efficiency, step_latency_s = self._hop_params[channel_index][position]
         dram = self.network.devices[rank].dram
         receiver_dram = self.network.devices[ring[successor]].dram
@@ -261,6 +272,10 @@ class RingCollective:
                     event = self._wait(channel, position, step - 1, piece)
                     if event is not None:
                         yield event
+                if network.topology_version != version:
+                    # The topology changed (a fault): this hop's route is recomputed.
+                    version = network.topology_version
+                    route = network.route(rank, ring[successor])
                 now = env.now
                 if step_start is None:
                     step_start = now
@@ -276,6 +291,7 @@ class RingCollective:
                     extra_latency_s=step_latency_s,
                     trace=trace,
                     label=label,
+                    reroute=network.route,
                 )
                 if left > now:
                     yield env.timeout(left - now)

@@ -9,7 +9,9 @@ a hold and a release. Chunks are queued at a hop when they arrive there, so the 
 at a busy switch port is the order of arrival.
 
 :func:`send` moves a chunk along a route hop by hop (store and forward at each hop)
-with event callbacks rather than a process per chunk.
+with event callbacks rather than a process per chunk. A link that has gone down
+(``up`` false, a fault during the run) is never queued on again: a chunk about to take
+it asks ``reroute`` for a new route from where it is to where it goes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 import simpy
 
+from des.errors import DesError
 from des.trace import Trace
 
 
@@ -67,9 +70,9 @@ class Link:
 class _Hop:
     """Continuation of one chunk's journey, invoked when it reaches the next hop."""
 
-    __slots__ = ("env", "route", "index", "nbytes", "efficiency", "extra_latency_s", "on_arrival", "trace", "label")
+    __slots__ = ("env", "route", "index", "nbytes", "efficiency", "extra_latency_s", "on_arrival", "trace", "label", "reroute")
 
-    def __init__(self, env, route, nbytes, efficiency, extra_latency_s, on_arrival, trace, label):
+    def __init__(self, env, route, nbytes, efficiency, extra_latency_s, on_arrival, trace, label, reroute=None):
         self.env = env
         self.route = route
         self.index = 0
@@ -79,12 +82,15 @@ class _Hop:
         self.on_arrival = on_arrival
         self.trace = trace
         self.label = label
+        self.reroute = reroute
 
     def go(self, _event: object = None) -> float:
         """Queue the chunk on its current hop; return when the hold there ends."""
         env = self.env
         now = env.now
         link = self.route[self.index]
+        if not link.up:
+            link = self._detour(link)
         start, end = link.reserve(now, self.nbytes, self.efficiency)
         trace = self.trace
         if trace is not None and trace.links:
@@ -98,6 +104,14 @@ class _Hop:
         timeout.callbacks.append(self.on_arrival if last else self.go)
         return end
 
+    def _detour(self, down: Link) -> Link:
+        """Replace the rest of the route, from ``down``'s source, by one that avoids it."""
+        if self.reroute is None:
+            raise DesError(f"link {down.src}-{down.dst} is down and this transfer cannot be rerouted")
+        self.route = tuple(self.reroute(down.src, self.route[-1].dst))
+        self.index = 0
+        return self.route[0]
+
 
 def send(
     env: simpy.Environment,
@@ -109,6 +123,7 @@ def send(
     extra_latency_s: float = 0.0,
     trace: Trace | None = None,
     label: str = "chunk",
+    reroute: Callable[[str, str], Sequence[Link]] | None = None,
 ) -> float:
     """Send one chunk along ``route``, store-and-forward at every hop.
 
@@ -130,6 +145,10 @@ def send(
         Where to record one span per hop.
     label : str
         Span name.
+    reroute : callable, optional
+        ``reroute(src, dst) -> route`` for a chunk whose next link is down
+        (:meth:`Network.route <des.hardware.network.Network.route>`); without it such
+        a chunk raises :class:`~des.errors.DesError`.
 
     Returns
     -------
@@ -137,4 +156,4 @@ def send(
         Simulated time at which the chunk has left the first link (the sender may
         start its next chunk then).
     """
-    return _Hop(env, route, nbytes, efficiency, extra_latency_s, on_arrival, trace, label).go()
+    return _Hop(env, route, nbytes, efficiency, extra_latency_s, on_arrival, trace, label, reroute).go()

@@ -5,6 +5,11 @@ one :class:`~des.hardware.device.Device` per device node and two
 :class:`~des.hardware.link.Link` objects per edge, one per direction. Routes are the
 fewest-hop paths (ties broken by total latency, then by the graph's node order, so they
 are deterministic) and are computed once per pair.
+
+Faults during a run (:meth:`Network.fail_link`, :meth:`Network.fail_node`,
+:meth:`Network.scale_link`) change a private copy of the graph and the live links, drop
+the cached routes and bump :attr:`Network.topology_version`, so senders holding a route
+know to ask again.
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ class Network:
             self.links[(u, v)] = Link(u, v, bandwidth, latency)
             self.links[(v, u)] = Link(v, u, bandwidth, latency)
         self._routes: dict[tuple[str, str], tuple[Link, ...]] = {}
+        #: Bumped at every change of the live topology (a fault during the run).
+        self.topology_version = 0
+        self._graph_is_own = False
 
     def link(self, src: str, dst: str) -> Link:
         """The directed link from ``src`` to ``dst``."""
@@ -82,6 +90,52 @@ class Network:
     def invalidate_routes(self) -> None:
         """Forget cached routes (after the graph changed)."""
         self._routes.clear()
+        self.topology_version += 1
+
+    def _own_graph(self) -> nx.Graph:
+        # The system's graph is shared data: faults change a private copy.
+        if not self._graph_is_own:
+            self.graph = self.graph.copy()
+            self._graph_is_own = True
+        return self.graph
+
+    def fail_link(self, u: str, v: str) -> None:
+        """Take the link between ``u`` and ``v`` down, both directions; routes avoid it from now on."""
+        graph = self._own_graph()
+        if graph.has_edge(u, v):
+            graph.remove_edge(u, v)
+        for key in ((u, v), (v, u)):
+            link = self.links.get(key)
+            if link is not None:
+                link.up = False
+        self.invalidate_routes()
+
+    def fail_node(self, node: str) -> None:
+        """Take ``node`` (a device or a switch) and all its links down."""
+        graph = self._own_graph()
+        if node not in graph:
+            return
+        for peer in list(graph.neighbors(node)):
+            self.fail_link(node, peer)
+        graph.remove_node(node)
+        self.invalidate_routes()
+
+    def scale_link(self, u: str, v: str, factor: float) -> None:
+        """Multiply the bandwidth of the link between ``u`` and ``v`` (both directions) by ``factor``.
+
+        Chunks already queued keep the hold they were given; later ones see the new
+        bandwidth.
+        """
+        if not factor > 0:
+            raise DesError(f"link {u}-{v}: bandwidth factor must be positive, got {factor!r}")
+        graph = self._own_graph()
+        if graph.has_edge(u, v):
+            graph.edges[u, v]["bandwidth_bytes_per_s"] *= factor
+        for key in ((u, v), (v, u)):
+            link = self.links.get(key)
+            if link is not None:
+                link.bandwidth_bytes_per_s *= factor
+        self.invalidate_routes()
 
 
 def _hop_then_latency(_u: str, _v: str, attrs: dict) -> float:
