@@ -126,9 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     validate_commands.required = True
     validate_commands.add_parser("collectives", help="all-reduce latency vs the calibration tables")
     # Light modules: the mapper, workloads and engine are imported only when run.
-    from des import cli_op, cli_run
+    from des import cli_op, cli_run, cli_sweep
 
     cli_run.add_run_command(commands, _output_path)
+    cli_sweep.add_sweep_command(commands, _output_path)
     cli_op.add_op_commands(commands)
     cli_op.add_validate_operators(validate_commands)
     # --- des area (area and cost model, des/cli_area.py) ---
@@ -234,6 +235,10 @@ def _dispatch(args) -> int:
         from des import cli_run
 
         return cli_run.run_command(args)
+    if args.command == "sweep":
+        from des import cli_sweep
+
+        return cli_sweep.sweep_command(args)
     # --- des area ---
     if args.command == "area":
         from des import cli_area

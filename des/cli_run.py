@@ -61,6 +61,11 @@ class PointSpec:
     faults: tuple[str, ...] = ()
     degrade: tuple[str, ...] = ()
     dtype: str = "fp16"
+    #: ``(dotted path, value)`` pairs set in the system's YAML mapping before it is
+    #: built, e.g. ``("device.compute_units", 54)`` (sweeps; see :mod:`des.sweep`).
+    system_overrides: tuple[tuple[str, Any], ...] = ()
+    #: The same for the model's YAML mapping, e.g. ``("hidden", 4096)``.
+    model_overrides: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -110,6 +115,38 @@ class PreparedPoint:
     faults: tuple = ()
 
 
+def point_system(spec: PointSpec):
+    """The point's system: its YAML mapping with ``spec.system_overrides`` set, built.
+
+    A device named by preset or path is expanded into its fields first when a path
+    goes through it, so ``device.compute_units`` works either way.
+    """
+    from des.specs import read_yaml
+    from des.sweep.overrides import apply_overrides
+    from topologies import device_mapping, system_from_mapping, system_path
+
+    path = system_path(spec.system)
+
+    def expand(keys: tuple[str, ...], value: Any) -> Any:
+        if keys[-1] == "device" and isinstance(value, str):
+            return device_mapping(value, path.parent)
+        return value
+
+    data = apply_overrides(read_yaml(path), spec.system_overrides, str(path), expand)
+    return system_from_mapping(data, str(path), path.parent, default_name=path.stem)
+
+
+def point_model(spec: PointSpec):
+    """The point's model: its YAML mapping with ``spec.model_overrides`` set, built."""
+    from des.specs import read_yaml
+    from des.sweep.overrides import apply_overrides
+    from workloads import model_from_mapping, model_path
+
+    path = model_path(spec.model)
+    data = apply_overrides(read_yaml(path), spec.model_overrides, str(path))
+    return model_from_mapping(data, str(path), default_name=path.stem)
+
+
 def prepare_point(spec: PointSpec) -> PreparedPoint:
     """Load the system and model, build the workload and check it fits in memory.
 
@@ -124,8 +161,11 @@ def prepare_point(spec: PointSpec) -> PreparedPoint:
 
     wall_start = time.perf_counter()
     runtime_profile(spec.runtime)  # an unknown profile fails here, before any work
-    system = load_system(spec.system) if isinstance(spec.system, str) else spec.system
-    model = load_model(spec.model)
+    if spec.system_overrides:
+        system = point_system(spec)
+    else:
+        system = load_system(spec.system) if isinstance(spec.system, str) else spec.system
+    model = point_model(spec) if spec.model_overrides else load_model(spec.model)
     devices = group_for(system, spec.tp)
     faults = _point_faults(spec, system, devices)
     workload = build_workload(

@@ -18,10 +18,13 @@ from topologies.builders import (
 from topologies.loader import (
     DEVICE_DIR,
     SYSTEM_DIR,
+    device_mapping,
     device_presets,
     load_device,
     load_system,
     system_from_graph,
+    system_from_mapping,
+    system_path,
     system_presets,
 )
 
@@ -29,6 +32,7 @@ __all__ = [
     "BUILDERS",
     "DEVICE_DIR",
     "SYSTEM_DIR",
+    "device_mapping",
     "device_presets",
     "fully_connected",
     "load_device",
@@ -38,6 +42,8 @@ __all__ = [
     "ring",
     "switch",
     "system_from_graph",
+    "system_from_mapping",
+    "system_path",
     "system_presets",
     "torus2d",
 ]

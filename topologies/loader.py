@@ -139,6 +139,38 @@ def load_device(name_or_path: str) -> DeviceSpec:
     return device_from_mapping(data, str(path), default_name=path.stem)
 
 
+def device_mapping(name_or_path: str, base_dir: Path | None = None) -> dict[str, Any]:
+    """The fields of a device preset or device YAML file, as a mapping to edit.
+
+    Parameters
+    ----------
+    name_or_path : str
+        A preset name or a path (see :func:`load_device`).
+    base_dir : Path, optional
+        Folder a relative path is read from (a system file's folder); default the
+        working directory.
+
+    Returns
+    -------
+    dict
+        The file's fields, with ``name`` filled in from the file name when absent, so
+        that :func:`des.specs.device_from_mapping` of it gives :func:`load_device`'s spec.
+
+    Raises
+    ------
+    DesError
+        For an unknown preset, a missing or unreadable file, or a file that is not a
+        mapping.
+    """
+    if base_dir is not None and isinstance(name_or_path, str) and _is_path(name_or_path):
+        name_or_path = str(base_dir / name_or_path)
+    path = _resolve(name_or_path, DEVICE_DIR, "device", device_presets())
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise DesError(f"{path}: expected a mapping of device fields, got {type(data).__name__}")
+    return {"name": path.stem, **data}
+
+
 # --------------------------------------------------------------------------- systems
 
 
@@ -208,18 +240,18 @@ def _topology_kwargs(data: object, where: str, nested: bool = False) -> tuple[st
     return name, kwargs
 
 
-def _system_device(raw: object, path: Path, system_name: str) -> DeviceSpec:
-    where = f"{path}: field 'device'"
+def _system_device(raw: object, source: str, base_dir: Path, system_name: str) -> DeviceSpec:
+    where = f"{source}: field 'device'"
     if isinstance(raw, str):
         target = raw
         if _is_path(raw):
-            target = str(path.parent / raw)
+            target = str(base_dir / raw)
         try:
             return load_device(target)
         except DesError as exc:
             raise DesError(f"{where}: {exc}") from None
     if isinstance(raw, dict):
-        return device_from_mapping(raw, f"{path}: device", default_name=f"{system_name}-device")
+        return device_from_mapping(raw, f"{source}: device", default_name=f"{system_name}-device")
     raise DesError(
         f"{where} must be a preset name, a path to a device YAML file or a mapping of "
         f"device fields, got {raw!r}"
@@ -294,6 +326,11 @@ def system_from_graph(
     return SystemSpec(name, graph, collective, devices, description, source=source)
 
 
+def system_path(name_or_path: str) -> Path:
+    """The YAML file of a system preset name or path (an unknown preset is an error)."""
+    return _resolve(name_or_path, SYSTEM_DIR, "system", system_presets())
+
+
 def load_system(name_or_path: str) -> SystemSpec:
     """Load a system preset or a system YAML file.
 
@@ -316,48 +353,78 @@ def load_system(name_or_path: str) -> SystemSpec:
         builder or topology key, a missing field, a non-positive bandwidth, a
         disconnected topology.
     """
-    path = _resolve(name_or_path, SYSTEM_DIR, "system", system_presets())
-    data = read_yaml(path)
-    reader = FieldReader(data, str(path))
-    name = reader.string("name", path.stem)
+    path = system_path(name_or_path)
+    return system_from_mapping(read_yaml(path), str(path), path.parent, default_name=path.stem)
+
+
+def system_from_mapping(
+    data: object, where: str, base_dir: Path | None = None, default_name: str = "system"
+) -> SystemSpec:
+    """Build a system from a parsed system YAML mapping (see the module docstring).
+
+    Parameters
+    ----------
+    data : mapping
+        The system's fields: ``name``, ``description``, ``device``, ``topology``,
+        ``collective``.
+    where : str
+        Where the mapping comes from (a file name), used in error messages and as the
+        system's ``source``.
+    base_dir : Path, optional
+        Folder that relative device paths are read from; default the working directory.
+    default_name : str, optional
+        Name used when the mapping has no ``name`` field.
+
+    Returns
+    -------
+    SystemSpec
+
+    Raises
+    ------
+    DesError
+        As :func:`load_system`, naming ``where`` and the field.
+    """
+    base_dir = Path(".") if base_dir is None else base_dir
+    reader = FieldReader(data, where)
+    name = reader.string("name", default_name)
     description = reader.string("description", "")
     if not reader.has("topology"):
-        raise DesError(f"{path}: missing field 'topology'")
+        raise DesError(f"{where}: missing field 'topology'")
     topology = reader.raw("topology")
     listed = is_edge_list(topology)
     if not reader.has("device") and not listed:
-        raise DesError(f"{path}: missing field 'device'")
-    device = _system_device(reader.raw("device"), path, name) if reader.has("device") else None
+        raise DesError(f"{where}: missing field 'device'")
+    device = _system_device(reader.raw("device"), where, base_dir, name) if reader.has("device") else None
     if listed:
         devices: dict[str, DeviceSpec] = {}
 
-        def device_for(raw: object, where: str) -> DeviceSpec:
+        def device_for(raw: object, here: str) -> DeviceSpec:
             key = raw if isinstance(raw, str) else None
             if key is not None and key in devices:
                 return devices[key]
             try:
-                spec = _system_device(raw, path, name)
+                spec = _system_device(raw, where, base_dir, name)
             except DesError as exc:
-                raise DesError(f"{where}: {exc}") from None
+                raise DesError(f"{here}: {exc}") from None
             if key is not None:
                 devices[key] = spec
             return spec
 
-        graph = graph_from_edge_list(topology, f"{path}: topology", device_for, device)
+        graph = graph_from_edge_list(topology, f"{where}: topology", device_for, device)
     else:
-        builder_name, kwargs = _topology_kwargs(topology, f"{path}: topology")
+        builder_name, kwargs = _topology_kwargs(topology, f"{where}: topology")
     if not reader.has("collective"):
-        raise DesError(f"{path}: missing field 'collective'")
-    collective = collective_from_mapping(reader.raw("collective"), f"{path}: collective")
+        raise DesError(f"{where}: missing field 'collective'")
+    collective = collective_from_mapping(reader.raw("collective"), f"{where}: collective")
     reader.finish()
     if not listed:
         try:
             graph = BUILDERS[builder_name](**kwargs)
         except DesError as exc:
-            raise DesError(f"{path}: topology: {exc}") from None
+            raise DesError(f"{where}: topology: {exc}") from None
     # Edge-list nodes carry their own specs; built graphs take the system's device.
     system = system_from_graph(
-        name, graph, None if listed else device, collective, description, source=str(path)
+        name, graph, None if listed else device, collective, description, source=where
     )
-    logger.debug("loaded system %s from %s: %d devices", name, path, len(system.devices))
+    logger.debug("loaded system %s from %s: %d devices", name, where, len(system.devices))
     return system

@@ -19,6 +19,7 @@ from workloads.model import (
     load_model,
     model_from_mapping,
     model_names,
+    model_path,
 )
 from workloads.shapes import ATTENTIONS, PHASES, Shapes
 from workloads.transformer import ARCHS, Workload, build_workload
@@ -43,5 +44,6 @@ __all__ = [
     "load_model",
     "model_from_mapping",
     "model_names",
+    "model_path",
     "standard_params",
 ]

@@ -176,6 +176,11 @@ def _resolve(name_or_path: str) -> Path:
     return MODEL_DIR / f"{name_or_path}.yaml"
 
 
+def model_path(name_or_path: str) -> Path:
+    """The YAML file of a model preset name or path (an unknown preset is an error)."""
+    return _resolve(name_or_path)
+
+
 _MODEL_FIELDS = (
     "name", "description", "layers", "hidden", "heads", "ffn_hidden", "vocab_size",
     "max_positions", "activation", "tied_embeddings", "kraken",
@@ -278,7 +283,7 @@ def load_model(name_or_path: str) -> ModelSpec:
         For an unknown preset (listing the known ones, with the nearest), a missing or
         unreadable file, or a bad field (naming the file and the field).
     """
-    path = _resolve(name_or_path)
+    path = model_path(name_or_path)
     model = model_from_mapping(read_yaml(path), str(path), default_name=path.stem)
     logger.debug("loaded model %s from %s", model.name, path)
     return model

@@ -1,0 +1,230 @@
+"""A sweep's results table: its columns, the CSV file, resuming and the Parquet copy.
+
+One row per point, in point order (a row that finishes early waits for the rows
+before it, so the file is always a prefix of the sweep in order plus nothing else).
+The columns, in this order:
+
+- ``point``: the point's index;
+- one column per axis, named by its dotted path (``run.tp``,
+  ``system.device.compute_units``), holding the value as written in the sweep;
+- ``status`` (``ok`` or ``error``) and ``error`` (``ExceptionType: message``, empty
+  when ok);
+- the point's ``des run`` options: ``system``, ``model``, ``arch``, ``tp``, ``batch``,
+  ``seq``, ``phase``, ``kv_len``, ``attention``, ``runtime``, ``layers``;
+- ``metric`` (``ttft_s`` or ``tpot_s``), ``latency_s``, the breakdown of the latency as
+  ``<category>_s`` (:data:`des.metrics.BREAKDOWN_CATEGORIES`), ``overlap_s``;
+- memory per device: ``memory_weights_bytes``, ``memory_kv_cache_bytes``,
+  ``memory_activations_bytes``, ``memory_total_bytes``, ``memory_capacity_bytes``;
+- ``tasks``, ``events`` (SimPy events simulated);
+- ``wall_s``: the point's wall time, the only column that differs between two runs of
+  the same sweep.
+
+Floats are written with :func:`repr`, so they read back bit for bit; a missing value
+(``layers`` of a whole model, the metrics of a failed point) is an empty cell.
+
+Beside ``OUT.csv`` lies ``OUT.csv.sweep.json``: the sweep's fingerprint (a hash of its
+normalised base, axes and mode), the sweep itself and the column list. ``--resume``
+refuses an output whose fingerprint differs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from des.errors import DesError
+from des.metrics import BREAKDOWN_CATEGORIES
+from des.sweep.spec import SweepSpec
+
+logger = logging.getLogger(__name__)
+
+#: Run options written for every point, in this order.
+PARAM_COLUMNS = ("system", "model", "arch", "tp", "batch", "seq", "phase", "kv_len", "attention", "runtime", "layers")
+#: Memory estimate keys (``memory_bytes_per_device``) and their columns.
+MEMORY_KEYS = ("weights", "kv_cache", "activations", "total")
+#: Columns a point's result fills in, in this order.
+RESULT_COLUMNS = (
+    "metric",
+    "latency_s",
+    *(f"{category}_s" for category in BREAKDOWN_CATEGORIES),
+    "overlap_s",
+    *(f"memory_{key}_bytes" for key in MEMORY_KEYS),
+    "memory_capacity_bytes",
+    "tasks",
+    "events",
+)
+#: The timing column (differs run to run).
+WALL_COLUMN = "wall_s"
+SIDECAR_SUFFIX = ".sweep.json"
+
+
+
+def columns(spec: SweepSpec) -> list[str]:
+    """The table's columns for ``spec``, in order."""
+    return ["point", *spec.axis_paths, "status", "error", *PARAM_COLUMNS, *RESULT_COLUMNS, WALL_COLUMN]
+
+
+def cell(value: Any) -> str:
+    """A value as written in a CSV cell: exact floats, ``true``/``false``, JSON for the rest."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (int, str)):
+        return str(value)
+    return json.dumps(value, sort_keys=True)
+
+
+def result_cells(record: dict[str, Any]) -> dict[str, Any]:
+    """The result columns of a ``des run`` record (:func:`des.cli_run.simulate_point`)."""
+    memory = record["memory_bytes_per_device"]
+    row: dict[str, Any] = {"metric": record["metric"], "latency_s": record["latency_s"]}
+    for category in BREAKDOWN_CATEGORIES:
+        row[f"{category}_s"] = record["breakdown_s"].get(category, 0.0)
+    row["overlap_s"] = record["overlap_s"]
+    for key in MEMORY_KEYS:
+        row[f"memory_{key}_bytes"] = memory[key]
+    row["memory_capacity_bytes"] = record["memory_capacity_bytes"]
+    row["tasks"] = record["tasks"]
+    row["events"] = record["events"]
+    return row
+
+
+def sidecar_path(out: Path) -> Path:
+    """``OUT.csv`` -> ``OUT.csv.sweep.json``."""
+    return out.with_name(out.name + SIDECAR_SUFFIX)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_sidecar(out: Path, spec: SweepSpec) -> None:
+    """Record which sweep ``out`` holds (see the module docstring)."""
+    data = {"fingerprint": spec.fingerprint(), "sweep": spec.normalised(), "source": spec.source, "columns": columns(spec)}
+    _atomic_write(sidecar_path(out), json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+
+
+def _csv_text(header: list[str], rows: Iterable[list[str]]) -> str:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_done(out: Path, spec: SweepSpec) -> list[list[str]]:
+    """Rows of a previous run of ``spec`` in ``out``, for ``--resume``.
+
+    Returns
+    -------
+    list of list of str
+        Complete rows (a line cut short by an interrupted write is dropped).
+
+    Raises
+    ------
+    DesError
+        If ``out`` has no sidecar, or is from another sweep, or its header differs.
+    """
+    sidecar = sidecar_path(out)
+    if not sidecar.is_file():
+        raise DesError(f"--resume: {out} has no {sidecar.name} beside it, so it was not written by des sweep; "
+                       f"choose another --out or drop --resume")
+    try:
+        stored = json.loads(sidecar.read_text(encoding="utf-8"))
+        fingerprint = stored["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DesError(f"--resume: cannot read {sidecar}: {exc}") from None
+    if fingerprint != spec.fingerprint():
+        raise DesError(
+            f"--resume: {out} holds the results of a different sweep (from {stored.get('source', '?')}: other base, "
+            f"axes or mode); choose another --out or drop --resume to overwrite it"
+        )
+    expected = columns(spec)
+    with out.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return []
+    if rows[0] != expected:
+        raise DesError(f"--resume: {out} has other columns than this sweep writes; choose another --out")
+    complete = [row for row in rows[1:] if len(row) == len(expected)]
+    dropped = len(rows) - 1 - len(complete)
+    if dropped:
+        logger.warning("%s: dropped %d incomplete row(s) of an interrupted run", out, dropped)
+    return complete
+
+
+class OrderedCsvWriter:
+    """Writes rows in point order, holding back a row until those before it are in.
+
+    Parameters
+    ----------
+    out : Path
+        The CSV file.
+    header : list of str
+        Its columns.
+    rows : list of list of str
+        Rows kept from a previous run (``--resume``); the file is rewritten with them.
+    pending : list of int
+        Indices of the points still to run, in order.
+    """
+
+    def __init__(self, out: Path, header: list[str], rows: list[list[str]], pending: list[int]) -> None:
+        self.out = out
+        self.header = header
+        self.kept = sorted(rows, key=lambda row: int(row[0]))
+        self.pending = list(pending)
+        self.next = 0
+        self.waiting: dict[int, list[str]] = {}
+        self.written: list[list[str]] = []
+        # The file starts as the kept rows, rewritten in order (drops a torn last line).
+        _atomic_write(out, _csv_text(header, self.kept))
+        self.handle = out.open("a", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.handle, lineterminator="\n")
+
+    def add(self, index: int, row: list[str]) -> None:
+        """Take point ``index``'s row; write it and every row it was holding back."""
+        self.waiting[index] = row
+        while self.next < len(self.pending) and self.pending[self.next] in self.waiting:
+            ready = self.waiting.pop(self.pending[self.next])
+            self.writer.writerow(ready)
+            self.written.append(ready)
+            self.next += 1
+        self.handle.flush()
+
+    def close(self) -> None:
+        """Close the file; if resumed rows and new ones interleave, rewrite it in point order."""
+        self.handle.close()
+        if self.kept and self.written and int(self.written[0][0]) < int(self.kept[-1][0]):
+            rows = sorted(self.kept + self.written, key=lambda row: int(row[0]))
+            _atomic_write(self.out, _csv_text(self.header, rows))
+
+
+def write_parquet(out: Path) -> Path | None:
+    """Write ``out`` (a CSV file) as Parquet beside it if pyarrow is importable."""
+    try:
+        import pyarrow.csv as pa_csv
+        import pyarrow.parquet as pq
+    except ImportError:
+        logger.info("pyarrow is not installed: no Parquet copy of %s", out)
+        return None
+    target = out.with_suffix(".parquet")
+    pq.write_table(pa_csv.read_csv(out), target)
+    return target
