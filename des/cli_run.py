@@ -43,12 +43,13 @@ class PointSpec:
 
     Attributes mirror the ``des run`` options; ``arch`` is one architecture.
     ``system`` is a preset name, a YAML path or a built :class:`~des.specs.SystemSpec`
-    (studies of systems that are not presets). ``faults`` and ``degrade`` are
+    (studies of systems that are not presets); ``model`` likewise a name, a path or a
+    built :class:`~workloads.model.ModelSpec` (sweeps build each once per worker). ``faults`` and ``degrade`` are
     ``--fail`` and ``--degrade`` values (:mod:`des.faults`).
     """
 
     system: Any = DEFAULT_SYSTEM
-    model: str = DEFAULT_MODEL
+    model: Any = DEFAULT_MODEL
     arch: str = "standard"
     tp: int = DEFAULT_TP
     batch: int = 1
@@ -165,7 +166,10 @@ def prepare_point(spec: PointSpec) -> PreparedPoint:
         system = point_system(spec)
     else:
         system = load_system(spec.system) if isinstance(spec.system, str) else spec.system
-    model = point_model(spec) if spec.model_overrides else load_model(spec.model)
+    if spec.model_overrides:
+        model = point_model(spec)
+    else:
+        model = load_model(spec.model) if isinstance(spec.model, str) else spec.model
     devices = group_for(system, spec.tp)
     faults = _point_faults(spec, system, devices)
     workload = build_workload(

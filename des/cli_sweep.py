@@ -241,6 +241,6 @@ def sweep_command(args) -> int:
     parquet = None if args.no_parquet else write_parquet(out)
     where = f"on {args.scheduler}" if args.scheduler else f"on {min(args.jobs, max(len(pending), 1))} process(es)"
     resumed = f", {len(kept)} already done" if kept else ""
-    print(f"{len(pending)} points run {where} in {wall_s:.1f} s ({progress.done - progress.errors} ok, "
+    print(f"{len(pending)} points run {where} in {wall_s:.2f} s ({progress.done - progress.errors} ok, "
           f"{progress.errors} errors{resumed}); wrote {out}" + (f" and {parquet}" if parquet else ""))
     return 0

@@ -286,3 +286,14 @@ def test_overrides_copy_and_expand():
     assert listed == {"nodes": [{"a": 1}, {"a": 3}]}
     with pytest.raises(DesError, match="index with 0..1"):
         apply_overrides({"nodes": [{"a": 1}, {"a": 2}]}, [("nodes.2.a", 3)], "x.yaml")
+
+
+def test_parquet_copy_when_pyarrow_is_installed(tmp_path, capsys):
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow is not installed (the Parquet copy is optional)")
+    path = write_sweep(tmp_path, {"tp": [2, 4]})
+    out = tmp_path / "out.csv"
+    code, stdout, err = sweep(capsys, path, "--out", out, "--jobs", "1")
+    assert code == 0, err
+    table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [row["latency_s"] for row in table] == [float(r["latency_s"]) for r in rows(out)]
+    assert "out.parquet" in stdout

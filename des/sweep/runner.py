@@ -13,7 +13,10 @@ the on-disk cache (``DES_CACHE_DIR``) is shared by workers on one machine.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,6 +29,9 @@ logger = logging.getLogger(__name__)
 #: ``on_result(position, result)``: called in the parent as each point finishes, with
 #: the point's position in the list given and :func:`run_sweep_point`'s dict.
 ResultCallback = Callable[[int, dict[str, Any]], None]
+#: Pool tasks per worker process (see :func:`chunk_size`), and the most points in one.
+CHUNKS_PER_JOB = 8
+MAX_CHUNK = 64
 #: Seconds to wait for a Dask scheduler, and for its first worker, by default.
 DEFAULT_TIMEOUT_S = 10.0
 
@@ -38,12 +44,53 @@ def check_combination(spec: Any) -> None:
         raise DesError("kv_len applies to phase decode only")
 
 
-def run_sweep_point(spec: Any) -> dict[str, Any]:
+#: Systems and models built in this process for the sweep run named by
+#: ``_BUILT_FOR[0]``: reading YAML is a fifth of a single-layer point's time, and a
+#: sweep asks for the same few again and again. A new run (token) starts afresh, so
+#: a file edited between two sweeps on a long-lived Dask worker is read again.
+_BUILT: dict[str, Any] = {}
+_BUILT_FOR = [""]
+
+
+def _built(token: str, what: str, name: Any, overrides: tuple, build: Callable[[], Any]) -> Any:
+    if _BUILT_FOR[0] != token:
+        _BUILT.clear()
+        _BUILT_FOR[0] = token
+    key = json.dumps([what, name, overrides], default=str)
+    if key not in _BUILT:
+        _BUILT[key] = build()
+    return _BUILT[key]
+
+
+def with_built_specs(spec: Any, token: str) -> Any:
+    """``spec`` with its system and model built (once per ``token`` in this process).
+
+    The built specs are shared data (nothing changes them: faults work on a copy), so
+    the result is the same as loading them afresh.
+    """
+    from des.cli_run import point_model, point_system
+    from topologies import load_system
+    from workloads import load_model
+
+    system, model = spec.system, spec.model
+    if isinstance(system, str):
+        system = _built(token, "system", system, spec.system_overrides,
+                        lambda: point_system(spec) if spec.system_overrides else load_system(spec.system))
+    if isinstance(model, str):
+        model = _built(token, "model", model, spec.model_overrides,
+                       lambda: point_model(spec) if spec.model_overrides else load_model(spec.model))
+    return dataclasses.replace(spec, system=system, model=model, system_overrides=(), model_overrides=())
+
+
+def run_sweep_point(spec: Any, token: str = "") -> dict[str, Any]:
     """Run one point; never raises.
 
     Parameters
     ----------
     spec : des.cli_run.PointSpec
+    token : str
+        Names the sweep run: systems and models are built once per token and process
+        (empty: build them for this point alone).
 
     Returns
     -------
@@ -57,7 +104,7 @@ def run_sweep_point(spec: Any) -> dict[str, Any]:
     start = time.perf_counter()
     try:
         check_combination(spec)
-        record = run_point(spec).record
+        record = run_point(with_built_specs(spec, token) if token else spec).record
     except Exception as exc:  # a failed point is a result, whatever the failure
         if not isinstance(exc, DesError):
             logger.exception("point %s failed unexpectedly", spec)
@@ -72,23 +119,39 @@ def _failure(exc: BaseException) -> dict[str, Any]:
     return {"status": "error", "error": f"{type(exc).__name__}: {exc}", "record": None, "wall_s": 0.0}
 
 
-def run_serial(specs: Sequence[Any], on_result: ResultCallback) -> None:
+def run_serial(specs: Sequence[Any], on_result: ResultCallback, token: str = "") -> None:
     """Run every point in this process, in order."""
     for position, spec in enumerate(specs):
-        on_result(position, run_sweep_point(spec))
+        on_result(position, run_sweep_point(spec, token))
 
 
-def run_pool(specs: Sequence[Any], on_result: ResultCallback, jobs: int) -> None:
-    """Run the points on ``jobs`` local worker processes (submitted in order)."""
+def run_sweep_chunk(specs: Sequence[Any], token: str = "") -> list[dict[str, Any]]:
+    """:func:`run_sweep_point` of each spec, in order (one task of the process pool)."""
+    return [run_sweep_point(spec, token) for spec in specs]
+
+
+def chunk_size(points: int, jobs: int) -> int:
+    """Points per pool task: neighbouring points (which share operator shapes, so the
+    worker's mapper cache serves them) go to one worker, in enough tasks per worker
+    (:data:`CHUNKS_PER_JOB`) to balance the load and keep the progress line moving."""
+    return max(1, min(MAX_CHUNK, points // (jobs * CHUNKS_PER_JOB)))
+
+
+def run_pool(specs: Sequence[Any], on_result: ResultCallback, jobs: int, token: str = "") -> None:
+    """Run the points on ``jobs`` local worker processes, in contiguous chunks."""
+    size = chunk_size(len(specs), jobs)
+    starts = range(0, len(specs), size)
     executor = ProcessPoolExecutor(max_workers=jobs)
     try:
-        futures = {executor.submit(run_sweep_point, spec): position for position, spec in enumerate(specs)}
+        futures = {executor.submit(run_sweep_chunk, specs[start:start + size], token): start for start in starts}
         for future in as_completed(futures):
+            start = futures[future]
             try:
-                result = future.result()
+                results = future.result()
             except Exception as exc:  # a worker process died (BrokenProcessPool)
-                result = _failure(exc)
-            on_result(futures[future], result)
+                results = [_failure(exc)] * len(specs[start:start + size])
+            for offset, result in enumerate(results):
+                on_result(start + offset, result)
     except BaseException:
         executor.shutdown(wait=False, cancel_futures=True)
         raise
@@ -126,11 +189,11 @@ def connect(address: str, timeout_s: float) -> Any:
     return client
 
 
-def run_dask(specs: Sequence[Any], on_result: ResultCallback, address: str, timeout_s: float) -> None:
+def run_dask(specs: Sequence[Any], on_result: ResultCallback, address: str, timeout_s: float, token: str = "") -> None:
     """Run the points on the Dask cluster whose scheduler is at ``address``."""
     client = connect(address, timeout_s)
     try:
-        futures = client.map(run_sweep_point, list(specs), pure=False)
+        futures = client.map(run_sweep_point, list(specs), token=token, pure=False)
         # Collected in point order (rows are written in that order anyway); the
         # scheduler runs them in any order meanwhile.
         for position, future in enumerate(futures):
@@ -152,10 +215,14 @@ def run_points(
     scheduler: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
 ) -> None:
-    """Run ``specs`` serially (``jobs == 1``), on a process pool, or on Dask (``scheduler``)."""
+    """Run ``specs`` serially (``jobs == 1``), on a process pool, or on Dask (``scheduler``).
+
+    ``on_result`` is called in this process for each point as it finishes.
+    """
+    token = f"{os.getpid()}-{time.time_ns()}"
     if scheduler:
-        run_dask(specs, on_result, scheduler, timeout_s)
+        run_dask(specs, on_result, scheduler, timeout_s, token)
     elif jobs <= 1 or len(specs) <= 1:
-        run_serial(specs, on_result)
+        run_serial(specs, on_result, token)
     else:
-        run_pool(specs, on_result, min(jobs, len(specs)))
+        run_pool(specs, on_result, min(jobs, len(specs)), token)
