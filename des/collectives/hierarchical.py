@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import weakref
 
 import simpy
 
-from des.collectives.ring import KINDS, CollectiveResult, RingCollective
+from des.collectives.ring import Collective, CollectiveResult, RingCollective, check_kind
 from des.collectives.rings import machine_groups
 from des.errors import DesError
 from des.hardware.network import Network
@@ -50,27 +49,13 @@ def hierarchical_applies(graph, group) -> bool:
     return len(machines) > 1 and len(sizes) == 1 and sizes.pop() > 1
 
 
-class HierarchicalCollective:
+class HierarchicalCollective(Collective):
     """A collective run as rings inside machines and rings among peers across them.
 
-    Parameters
-    ----------
-    network : Network
-        The live network.
-    kind : str
-        One of :data:`~des.collectives.ring.KINDS`.
-    group : sequence of str
-        Devices in rank order; every machine must hold the same number of them.
-    nbytes : float
-        Message size (nccl-tests convention, see :class:`CollectiveResult`).
-    params : CollectiveParams
-        Protocol parameters; the phases use them with no launch latency of their own.
-    trace : Trace
-        Where spans go.
-    name : str, optional
-        Label for spans (phases append ``intra rs``, ``inter ar``, ...).
-    stream : str
-        Trace row of the collective on each device.
+    Parameters are those of :class:`~des.collectives.ring.Collective`: ``group`` is
+    split by machine, each of which must hold the same number of ranks; ``params``
+    serve the phases with no launch latency of their own; phases append ``intra rs``,
+    ``inter ar``, ... to ``name`` in their spans.
 
     Raises
     ------
@@ -79,30 +64,8 @@ class HierarchicalCollective:
         holding different numbers of ranks.
     """
 
-    def __init__(
-        self,
-        network: Network,
-        kind: str,
-        group,
-        nbytes: float,
-        params: CollectiveParams,
-        trace: Trace,
-        name: str | None = None,
-        stream: str = "comm",
-    ) -> None:
-        if kind not in KINDS:
-            raise DesError(f"unknown collective '{kind}'; known: {', '.join(KINDS)}")
-        if not (nbytes > 0 and math.isfinite(nbytes)):
-            raise DesError(f"collective size must be positive, got {nbytes!r}")
-        self.network = network
-        self.env = network.env
-        self.kind = kind
-        self.group = tuple(group)
-        self.nbytes = float(nbytes)
-        self.params = params
-        self.trace = trace
-        self.name = name or kind
-        self.stream = stream
+    def _plan(self) -> None:
+        network, kind, params, trace, stream = self.network, self.kind, self.params, self.trace, self.stream
         machines = machine_groups(network.graph, self.group)
         sizes = sorted({len(members) for members in machines})
         if len(machines) < 2:
@@ -258,8 +221,7 @@ def make_collective(
     chosen = params.algorithm if algorithm is None else algorithm
     if chosen not in ALGORITHMS:
         raise DesError(f"unknown collective algorithm {chosen!r}; allowed: {', '.join(ALGORITHMS)}")
-    if kind not in KINDS:
-        raise DesError(f"unknown collective '{kind}'; known: {', '.join(KINDS)}")
+    check_kind(kind)
     if chosen == "auto":
         chosen = choose_algorithm(network, kind, group, nbytes, params)
     return _build(chosen, network, kind, group, nbytes, params, trace, name, stream)

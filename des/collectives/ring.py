@@ -112,8 +112,17 @@ class _Channel:
         self.waiting: list[tuple[int, int, simpy.Event] | None] = [None] * n
 
 
-class RingCollective:
-    """A ring collective over a group of devices.
+def check_kind(kind: str) -> None:
+    """Raise :class:`DesError` unless ``kind`` is one of :data:`KINDS`."""
+    if kind not in KINDS:
+        raise DesError(f"unknown collective '{kind}'; known: {', '.join(KINDS)}")
+
+
+class Collective:
+    """What every simulated collective holds: its call's arguments, checked.
+
+    Subclasses plan the collective in :meth:`_plan` (called last by the constructor)
+    and run it in a ``run()`` generator that returns a :class:`CollectiveResult`.
 
     Parameters
     ----------
@@ -129,10 +138,16 @@ class RingCollective:
         Protocol parameters of the system.
     trace : Trace
         Where spans go.
-    name : str
-        Label for spans.
+    name : str, optional
+        Label for spans (default: the kind).
     stream : str
         Trace row of the collective on each device.
+
+    Raises
+    ------
+    DesError
+        For an unknown kind or a size that is not positive and finite (and what
+        a subclass's plan rejects).
     """
 
     def __init__(
@@ -146,8 +161,7 @@ class RingCollective:
         name: str | None = None,
         stream: str = "comm",
     ) -> None:
-        if kind not in KINDS:
-            raise DesError(f"unknown collective '{kind}'; known: {', '.join(KINDS)}")
+        check_kind(kind)
         if not (nbytes > 0 and math.isfinite(nbytes)):
             raise DesError(f"collective size must be positive, got {nbytes!r}")
         self.network = network
@@ -159,9 +173,21 @@ class RingCollective:
         self.trace = trace
         self.name = name or kind
         self.stream = stream
+        self._plan()
+
+    def _plan(self) -> None:
+        """Work out the collective's structure from the checked arguments."""
+        raise NotImplementedError
+
+
+class RingCollective(Collective):
+    """A ring collective over a group of devices (parameters as :class:`Collective`)."""
+
+    def _plan(self) -> None:
+        network, params = self.network, self.params
         self.rings = tuple(ring_orders(network.graph, self.group, params.channels))
         n = len(self.group)
-        rs, ag = KINDS[kind]
+        rs, ag = KINDS[self.kind]
         self.reduce_steps = rs * (n - 1)
         self.steps = (rs + ag) * (n - 1)
         share = self.nbytes / len(self.rings) / n
