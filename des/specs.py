@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -140,6 +141,57 @@ def read_yaml(path: Path) -> object:
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise DesError(f"{path}: YAML syntax error{at}: {problem}") from None
+
+
+# --------------------------------------------------------------------------- presets
+
+#: File endings that make a name a YAML path rather than a preset name.
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def preset_names(folder: Path) -> list[str]:
+    """Names of the presets in ``folder`` (its YAML files' stems), sorted."""
+    return sorted(p.stem for p in folder.iterdir() if p.suffix in YAML_SUFFIXES)
+
+
+def is_yaml_path(name: str) -> bool:
+    """Whether ``name`` is a path (ends in ``.yaml``/``.yml`` or holds a separator)."""
+    return name.endswith(YAML_SUFFIXES) or "/" in name or os.sep in name
+
+
+def resolve_preset(name_or_path: object, folder: Path, kind: str) -> Path:
+    """The YAML file of a preset name or a path.
+
+    Parameters
+    ----------
+    name_or_path : str
+        A preset name (a file in ``folder``) or a path (see :func:`is_yaml_path`).
+    folder : Path
+        Where the presets of this kind live.
+    kind : str
+        What is named (``device``, ``system``, ``model``), for error messages.
+
+    Returns
+    -------
+    Path
+        The path as given, or the preset's file in ``folder``.
+
+    Raises
+    ------
+    DesError
+        For something that is not a non-empty string, or an unknown preset (listing
+        the known ones, with the nearest).
+    """
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise DesError(f"{kind} must be a preset name or a path, got {name_or_path!r}")
+    if is_yaml_path(name_or_path):
+        return Path(name_or_path)
+    known = preset_names(folder)
+    if name_or_path not in known:
+        close = difflib.get_close_matches(name_or_path, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise DesError(f"unknown {kind} preset '{name_or_path}'{hint}; known: {', '.join(known)}")
+    return folder / f"{name_or_path}.yaml"
 
 
 # --------------------------------------------------------------------------- devices

@@ -29,7 +29,6 @@ from __future__ import annotations
 import difflib
 import inspect
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,8 +44,11 @@ from des.specs import (
     SystemSpec,
     collective_from_mapping,
     device_from_mapping,
+    is_yaml_path,
     link_from_mapping,
+    preset_names,
     read_yaml,
+    resolve_preset,
     validate_graph,
 )
 from topologies.builders import BUILDERS
@@ -59,7 +61,6 @@ DEVICE_DIR = Path(__file__).resolve().parent / "devices"
 #: Folder of the system presets shipped with the package.
 SYSTEM_DIR = Path(__file__).resolve().parent / "systems"
 
-_YAML_SUFFIXES = (".yaml", ".yml")
 #: Builder parameter -> the key a YAML file uses for it.
 _YAML_NAMES = {"n": "devices"}
 #: Parameters the builder fills in itself when they sit inside ``multi_node``'s ``intra``.
@@ -67,10 +68,6 @@ _FILLED_BY_PARENT = {"n"}
 
 
 # --------------------------------------------------------------------------- presets
-
-
-def _presets(folder: Path) -> list[str]:
-    return sorted(p.stem for p in folder.iterdir() if p.suffix in _YAML_SUFFIXES)
 
 
 def device_presets() -> list[str]:
@@ -81,7 +78,7 @@ def device_presets() -> list[str]:
     list of str
         E.g. ``["a100", "h100", "mi210"]``.
     """
-    return _presets(DEVICE_DIR)
+    return preset_names(DEVICE_DIR)
 
 
 def system_presets() -> list[str]:
@@ -92,24 +89,7 @@ def system_presets() -> list[str]:
     list of str
         E.g. ``["2x-dgx-a100", "dgx-a100", "dgx-h100", "hgx-a100-4"]``.
     """
-    return _presets(SYSTEM_DIR)
-
-
-def _is_path(name: str) -> bool:
-    return name.endswith(_YAML_SUFFIXES) or "/" in name or os.sep in name
-
-
-def _resolve(name_or_path: str, folder: Path, kind: str, known: list[str]) -> Path:
-    """The file of a preset name or a path; an unknown preset is an error."""
-    if not isinstance(name_or_path, str) or not name_or_path:
-        raise DesError(f"{kind} must be a preset name or a path, got {name_or_path!r}")
-    if _is_path(name_or_path):
-        return Path(name_or_path)
-    if name_or_path not in known:
-        close = difflib.get_close_matches(name_or_path, known, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise DesError(f"unknown {kind} preset '{name_or_path}'{hint}; known: {', '.join(known)}")
-    return folder / f"{name_or_path}.yaml"
+    return preset_names(SYSTEM_DIR)
 
 
 # --------------------------------------------------------------------------- devices
@@ -134,7 +114,7 @@ def load_device(name_or_path: str) -> DeviceSpec:
         For an unknown preset (listing the known ones), a missing or unreadable file,
         or a bad field (naming the file and the field).
     """
-    path = _resolve(name_or_path, DEVICE_DIR, "device", device_presets())
+    path = resolve_preset(name_or_path, DEVICE_DIR, "device")
     data = read_yaml(path)
     return device_from_mapping(data, str(path), default_name=path.stem)
 
@@ -162,9 +142,9 @@ def device_mapping(name_or_path: str, base_dir: Path | None = None) -> dict[str,
         For an unknown preset, a missing or unreadable file, or a file that is not a
         mapping.
     """
-    if base_dir is not None and isinstance(name_or_path, str) and _is_path(name_or_path):
+    if base_dir is not None and isinstance(name_or_path, str) and is_yaml_path(name_or_path):
         name_or_path = str(base_dir / name_or_path)
-    path = _resolve(name_or_path, DEVICE_DIR, "device", device_presets())
+    path = resolve_preset(name_or_path, DEVICE_DIR, "device")
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise DesError(f"{path}: expected a mapping of device fields, got {type(data).__name__}")
@@ -244,7 +224,7 @@ def _system_device(raw: object, source: str, base_dir: Path, system_name: str) -
     where = f"{source}: field 'device'"
     if isinstance(raw, str):
         target = raw
-        if _is_path(raw):
+        if is_yaml_path(raw):
             target = str(base_dir / raw)
         try:
             return load_device(target)
@@ -328,7 +308,7 @@ def system_from_graph(
 
 def system_path(name_or_path: str) -> Path:
     """The YAML file of a system preset name or path (an unknown preset is an error)."""
-    return _resolve(name_or_path, SYSTEM_DIR, "system", system_presets())
+    return resolve_preset(name_or_path, SYSTEM_DIR, "system")
 
 
 def load_system(name_or_path: str) -> SystemSpec:

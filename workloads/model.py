@@ -25,14 +25,12 @@ is derived by :class:`workloads.kraken_rule.KrakenRule`.
 
 from __future__ import annotations
 
-import difflib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from des.errors import DesError
-from des.specs import FieldReader, read_yaml
+from des.specs import FieldReader, preset_names, read_yaml, resolve_preset
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +47,6 @@ DEFAULT_FFN_MULTIPLE = 4
 DEFAULT_KRAKEN_FFN_EXPANSION = 2.0
 #: Activations the builders know.
 ACTIVATIONS = ("gelu",)
-
-_YAML_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -160,25 +156,12 @@ def model_names() -> list[str]:
     list of str
         E.g. ``["gpt3-1.3b", "gpt3-13b", ...]``.
     """
-    return sorted(p.stem for p in MODEL_DIR.iterdir() if p.suffix in _YAML_SUFFIXES)
-
-
-def _resolve(name_or_path: str) -> Path:
-    if not isinstance(name_or_path, str) or not name_or_path:
-        raise DesError(f"model must be a preset name or a path, got {name_or_path!r}")
-    if name_or_path.endswith(_YAML_SUFFIXES) or "/" in name_or_path or os.sep in name_or_path:
-        return Path(name_or_path)
-    known = model_names()
-    if name_or_path not in known:
-        close = difflib.get_close_matches(name_or_path, known, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise DesError(f"unknown model preset '{name_or_path}'{hint}; known: {', '.join(known)}")
-    return MODEL_DIR / f"{name_or_path}.yaml"
+    return preset_names(MODEL_DIR)
 
 
 def model_path(name_or_path: str) -> Path:
     """The YAML file of a model preset name or path (an unknown preset is an error)."""
-    return _resolve(name_or_path)
+    return resolve_preset(name_or_path, MODEL_DIR, "model")
 
 
 _MODEL_FIELDS = (
