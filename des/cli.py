@@ -12,8 +12,8 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 
+from des.cli_args import add_fault_options, byte_size, output_path, positive_int
 from des.errors import DesError
 
 logger = logging.getLogger("des")
@@ -26,59 +26,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
         self.exit(EXIT_BAD_INPUT, f"des: error: {message} (see '{self.prog} --help')\n")
-
-
-def _size(text: str) -> float:
-    """argparse type: a byte count such as ``1048576``, ``64MiB`` or ``1 GB``."""
-    from des.units import parse_quantity
-
-    try:
-        value = parse_quantity(text if not text.isdigit() else int(text), "bytes")
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _output_path(text: str) -> Path:
-    """argparse type for a file to write: its folder must exist (checked before running)."""
-    path = Path(text)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: folder {parent} does not exist")
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a directory")
-    return path
-
-
-def add_fault_options(parser: argparse.ArgumentParser) -> None:
-    """``--fail`` and ``--degrade`` (repeatable), shared by ``des collective`` and ``des run``."""
-    parser.add_argument(
-        "--fail",
-        action="append",
-        default=[],
-        metavar="LINK_OR_NODE[@TIME_S]",
-        help="remove a link (A-B, as 'des topology show' lists it) or a device or switch, "
-        "before the run or at simulated time TIME_S (repeatable)",
-    )
-    parser.add_argument(
-        "--degrade",
-        action="append",
-        default=[],
-        metavar="LINK=FACTOR[@TIME_S]",
-        help="multiply a link's bandwidth (or every link of a node) by FACTOR > 0 (repeatable)",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     topology_commands.required = True
     show = topology_commands.add_parser("show", help="list a system's devices and links, optionally draw it")
     show.add_argument("system", metavar="SYSTEM", help="preset name or path to a system YAML file")
-    show.add_argument("--png", type=_output_path, metavar="FILE", help="draw the graph to a PNG file")
+    show.add_argument("--png", type=output_path, metavar="FILE", help="draw the graph to a PNG file")
 
     collective = commands.add_parser("collective", help="simulate one collective")
     collective_commands = collective.add_subparsers(dest="kind", metavar="KIND", parser_class=_Parser)
@@ -108,17 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub = collective_commands.add_parser(kind, help=text)
         sub.add_argument("--system", default="dgx-a100", metavar="SYSTEM", help="preset name or YAML path (default: dgx-a100)")
-        sub.add_argument("--ranks", type=_positive_int, metavar="N", help="number of ranks (default: every device)")
-        sub.add_argument("--ranks-per-node", type=_positive_int, metavar="G", help="spread the ranks G per machine")
-        sub.add_argument("--bytes", type=_size, default=64 * 1024**2, metavar="B", help="message size, e.g. 1048576 or 64MiB (default: 64MiB)")
+        sub.add_argument("--ranks", type=positive_int, metavar="N", help="number of ranks (default: every device)")
+        sub.add_argument("--ranks-per-node", type=positive_int, metavar="G", help="spread the ranks G per machine")
+        sub.add_argument("--bytes", type=byte_size, default=64 * 1024**2, metavar="B", help="message size, e.g. 1048576 or 64MiB (default: 64MiB)")
         sub.add_argument(
             "--algorithm",
             choices=("ring", "hierarchical", "auto"),
             help="ring, hierarchical (across machines) or auto (the faster); default: the system's",
         )
         sub.add_argument("--json", action="store_true", help="print one JSON object")
-        sub.add_argument("--trace", type=_output_path, metavar="FILE", help="write a Chrome/Perfetto trace (JSON)")
-        sub.add_argument("--gantt", type=_output_path, metavar="FILE", help="draw a Gantt chart (PNG)")
+        sub.add_argument("--trace", type=output_path, metavar="FILE", help="write a Chrome/Perfetto trace (JSON)")
+        sub.add_argument("--gantt", type=output_path, metavar="FILE", help="draw a Gantt chart (PNG)")
         add_fault_options(sub)
 
     validate = commands.add_parser("validate", help="compare the simulator with real measurements")
@@ -128,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     # Light modules: the mapper, workloads and engine are imported only when run.
     from des import cli_op, cli_run, cli_sweep
 
-    cli_run.add_run_command(commands, _output_path)
-    cli_sweep.add_sweep_command(commands, _output_path)
+    cli_run.add_run_command(commands)
+    cli_sweep.add_sweep_command(commands)
     cli_op.add_op_commands(commands)
     cli_op.add_validate_operators(validate_commands)
     # --- des area (area and cost model, des/cli_area.py) ---

@@ -266,18 +266,10 @@ def run_point(spec: PointSpec, *, links: bool = False) -> PointResult:
 # --------------------------------------------------------------------------- CLI
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def add_run_command(subparsers: Any, output_path) -> argparse.ArgumentParser:
+def add_run_command(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``des run`` on the main CLI's ``subparsers``."""
+    from des.cli_args import add_fault_options, output_path, positive_int
+
     parser = subparsers.add_parser(
         "run",
         help="simulate a model's inference (default: Kraken vs standard, GPT-3 13B on a DGX A100)",
@@ -289,20 +281,18 @@ def add_run_command(subparsers: Any, output_path) -> argparse.ArgumentParser:
     parser.add_argument("--system", default=DEFAULT_SYSTEM, help=f"system preset or YAML path (default {DEFAULT_SYSTEM})")
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model preset or YAML path (default {DEFAULT_MODEL})")
     parser.add_argument("--arch", choices=("standard", "parallel", "kraken"), help="architecture (default: compare standard and kraken)")
-    parser.add_argument("--tp", type=_positive, default=DEFAULT_TP, metavar="N", help=f"tensor-parallel degree (default {DEFAULT_TP})")
-    parser.add_argument("--batch", type=_positive, default=1, metavar="B", help="batch size (default 1)")
-    parser.add_argument("--seq", type=_positive, default=DEFAULT_SEQ, metavar="S", help=f"prompt length for prefill (default {DEFAULT_SEQ})")
+    parser.add_argument("--tp", type=positive_int, default=DEFAULT_TP, metavar="N", help=f"tensor-parallel degree (default {DEFAULT_TP})")
+    parser.add_argument("--batch", type=positive_int, default=1, metavar="B", help="batch size (default 1)")
+    parser.add_argument("--seq", type=positive_int, default=DEFAULT_SEQ, metavar="S", help=f"prompt length for prefill (default {DEFAULT_SEQ})")
     parser.add_argument("--phase", choices=("prefill", "decode"), default="prefill", help="prefill (TTFT) or decode (time per output token)")
-    parser.add_argument("--kv-len", type=_positive, metavar="L", help="KV-cache length for decode")
+    parser.add_argument("--kv-len", type=positive_int, metavar="L", help="KV-cache length for decode")
     parser.add_argument("--attention", choices=("fused", "unfused"), default="fused", help="fused (flash) or unfused attention kernels")
     parser.add_argument("--runtime", choices=("eager", "graph"), default="graph", help="kernel launch profile (default graph)")
-    parser.add_argument("--layers", type=_positive, metavar="K", help="simulate only K transformer layers (no embeddings or LM head)")
+    parser.add_argument("--layers", type=positive_int, metavar="K", help="simulate only K transformer layers (no embeddings or LM head)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", type=output_path, metavar="FILE", help="write a Chrome/Perfetto trace (JSON)")
     parser.add_argument("--gantt", type=output_path, metavar="FILE", help="draw a Gantt chart (PNG)")
     parser.add_argument("--out", type=Path, metavar="DIR", help=f"write trace and Gantt chart(s) to DIR (default for the comparison: {DEFAULT_OUT})")
-    from des.cli import add_fault_options
-
     add_fault_options(parser)
     parser.set_defaults(func=run_command)
     return parser

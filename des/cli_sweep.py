@@ -23,19 +23,9 @@ from des.errors import DesError
 PROGRESS_EVERY_S = 0.2
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
-def add_sweep_command(subparsers: Any, output_path) -> argparse.ArgumentParser:
+def add_sweep_command(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``des sweep`` on the main CLI's ``subparsers``."""
-    from des.cli_run import _positive
+    from des.cli_args import output_path, positive_int, positive_seconds
     from des.sweep.runner import DEFAULT_TIMEOUT_S
 
     parser = subparsers.add_parser(
@@ -50,12 +40,12 @@ def add_sweep_command(subparsers: Any, output_path) -> argparse.ArgumentParser:
     parser.add_argument("--out", type=output_path, metavar="FILE.csv",
                         help="results table (default: the sweep file's name with .csv, in the working directory); "
                              "a Parquet copy FILE.parquet is written beside it when pyarrow is installed")
-    parser.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, metavar="N",
+    parser.add_argument("--jobs", type=positive_int, default=os.cpu_count() or 1, metavar="N",
                         help="local worker processes (default: the CPU count; 1 runs in this process)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
                         help="run on the Dask distributed scheduler at ADDRESS (e.g. tcp://10.0.0.5:8786) instead")
     parser.add_argument("--resume", action="store_true", help="skip the points already in --out and append the rest")
-    parser.add_argument("--timeout-s", type=_positive_float, default=DEFAULT_TIMEOUT_S, metavar="T",
+    parser.add_argument("--timeout-s", type=positive_seconds, default=DEFAULT_TIMEOUT_S, metavar="T",
                         help=f"seconds to wait for the scheduler, and for its first worker (default {DEFAULT_TIMEOUT_S:g})")
     parser.add_argument("--dry-run", action="store_true", help="check every point and print how many; run none")
     parser.add_argument("--no-parquet", action="store_true", help="write no Parquet copy")
