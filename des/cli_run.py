@@ -15,11 +15,12 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from des.errors import DesError
+from des.errors import DesError, DoesNotFitError
 
 logger = logging.getLogger(__name__)
 
@@ -362,6 +363,52 @@ def _write_outputs(point: PointResult, trace_path: Path | None, gantt_path: Path
         gantt(gantt_spans(point), gantt_path, title=title)
         written.append(gantt_path)
     return written
+
+
+def draw_point_gantt(spec: PointSpec, path: Path, title: str) -> bool:
+    """Simulate ``spec`` and draw :func:`gantt_spans` of it to ``path`` (scenario scripts).
+
+    Returns
+    -------
+    bool
+        Whether the chart was drawn: ``False``, and nothing written, where the model
+        does not fit on the devices.
+    """
+    from des.plot import gantt
+
+    try:
+        point = run_point(spec)
+    except DoesNotFitError:
+        return False
+    gantt(gantt_spans(point), path, title=title)
+    return True
+
+
+def run_study(name: str, study: Callable[[], list[Path]]) -> int:
+    """A scenario script's ``main``: run ``study``, list what it wrote, report bad input.
+
+    Parameters
+    ----------
+    name : str
+        The script's name, which starts its error line.
+    study : callable
+        Does the work (printing its tables) and returns the files it wrote.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 2 after one line ``NAME: error: ...`` on stderr for a
+        :class:`~des.errors.DesError`.
+    """
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        written = study()
+    except DesError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
 
 
 def _table(points: list[PointResult]) -> str:

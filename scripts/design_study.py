@@ -33,8 +33,8 @@ import sys
 from pathlib import Path
 
 from des.area import area_and_cost
-from des.cli_run import PointSpec, prepare_point, simulate_point
-from des.errors import DesError, DoesNotFitError
+from des.cli_run import PointSpec, prepare_point, run_study, simulate_point
+from des.errors import DoesNotFitError
 from des.units import GIGA
 
 logger = logging.getLogger("design_study")
@@ -232,32 +232,30 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.canvas.print_png(path, metadata={"Software": None})
 
 
+def study(args) -> list[Path]:
+    """Run the designs, print the table and the finding, write the CSV and chart; the files written."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = [run_design(name, args) for name in (args.designs or DESIGNS)]
+    normalise(rows)
+    print(format_table(rows))
+    print()
+    print(finding(rows))
+    path = args.out / "design_study.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+    written = [path]
+    if not args.no_plots:
+        plot(rows, args.out / "design_pareto.png")
+        written.append(args.out / "design_pareto.png")
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        rows = [run_design(name, args) for name in (args.designs or DESIGNS)]
-        normalise(rows)
-        print(format_table(rows))
-        print()
-        print(finding(rows))
-        path = args.out / "design_study.csv"
-        with path.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
-        written = [path]
-        if not args.no_plots:
-            plot(rows, args.out / "design_pareto.png")
-            written.append(args.out / "design_pareto.png")
-        for item in written:
-            print(f"wrote {item}")
-    except DesError as exc:
-        print(f"design_study: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_study("design_study", lambda: study(args))
 
 
 if __name__ == "__main__":

@@ -32,8 +32,8 @@ import math
 import sys
 from pathlib import Path
 
-from des.cli_run import PointSpec, prepare_point, simulate_point
-from des.errors import DesError, DoesNotFitError
+from des.cli_run import PointSpec, draw_point_gantt, prepare_point, run_study, simulate_point
+from des.errors import DoesNotFitError
 from des.metrics import BREAKDOWN_CATEGORIES
 
 logger = logging.getLogger("kraken_ttft")
@@ -217,9 +217,6 @@ def plot_breakdown(rows: list[dict], archs, path: Path) -> None:
 def draw_gantts(args, out: Path) -> list[Path]:
     """Two layers of one configuration per architecture (the first of the grid's models
     if the default configuration is not in it)."""
-    from des.cli_run import gantt_spans
-    from des.plot import gantt
-
     model = GANTT_MODEL if GANTT_MODEL in args.models else args.models[0]
     seq = GANTT_SEQ if GANTT_SEQ in args.seqs else args.seqs[0]
     tp = GANTT_TP if GANTT_TP in args.tps else args.tps[0]
@@ -227,50 +224,44 @@ def draw_gantts(args, out: Path) -> list[Path]:
     for arch in args.archs:
         spec = PointSpec(system=args.system, model=model, arch=arch, tp=tp, seq=seq,
                          attention=args.attention, runtime=args.runtime, layers=2)
-        try:
-            point = simulate_point(prepare_point(spec))
-        except DoesNotFitError:
-            continue
         path = out / f"gantt-{arch}.png"
-        gantt(gantt_spans(point), path, title=f"{model} {arch} TP={tp} seq {seq}: two layers")
-        written.append(path)
+        if draw_point_gantt(spec, path, title=f"{model} {arch} TP={tp} seq {seq}: two layers"):
+            written.append(path)
+    return written
+
+
+def study(args) -> list[Path]:
+    """Run the grid, print its table and speed-ups, write the CSV and charts; the files written."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = run_grid(args)
+    print(format_table(rows, args.archs))
+    table = speedups(rows)
+    if table:
+        mean = geometric_mean(table.values())
+        print()
+        print(f"Kraken over standard: geometric-mean speed-up {mean:.3f}x = {(1 - 1 / mean) * 100:.1f} % TTFT "
+              f"reduction over {len(table)} points (published: {PUBLISHED_REDUCTION * 100:.1f} %)")
+        eight = {k: v for k, v in table.items() if k[2] == 8}
+        if eight:
+            print(f"Kraken faster than standard at {sum(v > 1 for v in eight.values())} of {len(eight)} 8-way points")
+    skipped = [r for r in rows if r["ttft_s"] is None]
+    for row in skipped:
+        print(f"does not fit: {row['model']} {row['arch']} TP={row['tp']} seq {row['seq']}: {row['error']}")
+    write_csv(rows, args.out / "kraken_ttft.csv")
+    written = [args.out / "kraken_ttft.csv"]
+    if not args.no_plots:
+        if table:
+            plot_speedups(table, args.out / "kraken_speedup.png")
+            written.append(args.out / "kraken_speedup.png")
+        plot_breakdown(rows, args.archs, args.out / "kraken_breakdown.png")
+        written.append(args.out / "kraken_breakdown.png")
+        written += draw_gantts(args, args.out)
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        rows = run_grid(args)
-        print(format_table(rows, args.archs))
-        table = speedups(rows)
-        if table:
-            mean = geometric_mean(table.values())
-            print()
-            print(f"Kraken over standard: geometric-mean speed-up {mean:.3f}x = {(1 - 1 / mean) * 100:.1f} % TTFT "
-                  f"reduction over {len(table)} points (published: {PUBLISHED_REDUCTION * 100:.1f} %)")
-            eight = {k: v for k, v in table.items() if k[2] == 8}
-            if eight:
-                print(f"Kraken faster than standard at {sum(v > 1 for v in eight.values())} of {len(eight)} 8-way points")
-        skipped = [r for r in rows if r["ttft_s"] is None]
-        for row in skipped:
-            print(f"does not fit: {row['model']} {row['arch']} TP={row['tp']} seq {row['seq']}: {row['error']}")
-        write_csv(rows, args.out / "kraken_ttft.csv")
-        written = [args.out / "kraken_ttft.csv"]
-        if not args.no_plots:
-            if table:
-                plot_speedups(table, args.out / "kraken_speedup.png")
-                written.append(args.out / "kraken_speedup.png")
-            plot_breakdown(rows, args.archs, args.out / "kraken_breakdown.png")
-            written.append(args.out / "kraken_breakdown.png")
-            written += draw_gantts(args, args.out)
-        for path in written:
-            print(f"wrote {path}")
-    except DesError as exc:
-        print(f"kraken_ttft: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_study("kraken_ttft", lambda: study(args))
 
 
 if __name__ == "__main__":

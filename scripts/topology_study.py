@@ -38,7 +38,7 @@ import logging
 import sys
 from pathlib import Path
 
-from des.cli_run import PointSpec, gantt_spans, prepare_point, simulate_point
+from des.cli_run import PointSpec, draw_point_gantt, prepare_point, run_study, simulate_point
 from des.errors import DesError, DoesNotFitError
 from des.faults import FaultError, link_name
 from des.metrics import BREAKDOWN_CATEGORIES
@@ -271,48 +271,40 @@ def plot_families(rows: list[dict], archs, families, path: Path) -> None:
 
 def draw_gantts(args, out: Path) -> list[Path]:
     """Two layers of the last architecture on each family."""
-    from des.plot import gantt
-
     arch = args.archs[-1]
     written = []
     for family in args.families:
         system = family_system(family)
         spec = PointSpec(system=system, model=args.model, arch=arch, tp=args.tp, seq=args.seq, layers=2)
-        try:
-            point = simulate_point(prepare_point(spec))
-        except DoesNotFitError:
-            continue
         path = out / f"gantt-{family}.png"
-        gantt(gantt_spans(point), path, title=f"{args.model} {arch} TP={args.tp} seq {args.seq} on {system.name}: two layers")
-        written.append(path)
+        if draw_point_gantt(spec, path, title=f"{args.model} {arch} TP={args.tp} seq {args.seq} on {system.name}: two layers"):
+            written.append(path)
+    return written
+
+
+def study(args) -> list[Path]:
+    """Run the three sweeps, print the table, write the CSV and charts; the files written."""
+    if not 2 <= args.tp <= 8:
+        raise DesError(f"--tp must be between 2 and 8 (the families have 8 GPUs), got {args.tp}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = run_sweeps(args)
+    print(f"{args.model}, prefill seq {args.seq}, TP={args.tp}" + (f", {args.layers} layers" if args.layers else ""))
+    print(format_table(rows, args.archs))
+    write_csv(rows, args.out / "topology_study.csv")
+    written = [args.out / "topology_study.csv"]
+    if not args.no_plots:
+        for sweep, name in (("bandwidth", "latency_vs_bandwidth.png"), ("latency", "latency_vs_link_latency.png")):
+            plot_scaling(rows, args.archs, sweep, args.out / name, args.system)
+            written.append(args.out / name)
+        plot_families(rows, args.archs, args.families, args.out / "families.png")
+        written.append(args.out / "families.png")
+        written += draw_gantts(args, args.out)
     return written
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    try:
-        if not 2 <= args.tp <= 8:
-            raise DesError(f"--tp must be between 2 and 8 (the families have 8 GPUs), got {args.tp}")
-        args.out.mkdir(parents=True, exist_ok=True)
-        rows = run_sweeps(args)
-        print(f"{args.model}, prefill seq {args.seq}, TP={args.tp}" + (f", {args.layers} layers" if args.layers else ""))
-        print(format_table(rows, args.archs))
-        write_csv(rows, args.out / "topology_study.csv")
-        written = [args.out / "topology_study.csv"]
-        if not args.no_plots:
-            for sweep, name in (("bandwidth", "latency_vs_bandwidth.png"), ("latency", "latency_vs_link_latency.png")):
-                plot_scaling(rows, args.archs, sweep, args.out / name, args.system)
-                written.append(args.out / name)
-            plot_families(rows, args.archs, args.families, args.out / "families.png")
-            written.append(args.out / "families.png")
-            written += draw_gantts(args, args.out)
-        for path in written:
-            print(f"wrote {path}")
-    except DesError as exc:
-        print(f"topology_study: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_study("topology_study", lambda: study(args))
 
 
 if __name__ == "__main__":
