@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import call
 
-from des.cli import main
 from des.cli_run import PointSpec, run_point
 from des.metrics import BREAKDOWN_CATEGORIES, overlapping_spans
 from des.trace import CATEGORIES, Span
@@ -22,16 +22,6 @@ from des.trace import CATEGORIES, Span
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ("--model", "gpt3-1.3b", "--tp", "4", "--seq", "128", "--layers", "1")
 KERNEL_CATS = {"norm", "gemm", "attention", "elementwise", "collective"}
-
-
-def call(capsys, *argv):
-    """Run ``des`` with ``argv``; (exit status, stdout, stderr), argparse exits included."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def run_json(capsys, *argv) -> dict:

@@ -4,28 +4,16 @@ insensitive to compute where it is bandwidth-bound, the Pareto front, and the CS
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
 from des.area import area_and_cost
 from topologies import load_device
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "design_study.py"
-
 
 @pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("design_study_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+def study(load_script):
+    return load_script("design_study")
 
 
 def test_pareto_front_by_hand(study):

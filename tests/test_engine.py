@@ -7,10 +7,11 @@ from the schedule and the device spec alone.
 from __future__ import annotations
 
 import pytest
+from helpers import schedule
 
 from des.engine import Engine, simulate
 from des.errors import DesError
-from des.mapper.schedule import TileSchedule, WaveGroup
+from des.mapper.schedule import WaveGroup
 from des.specs import CollectiveParams, LinkSpec
 from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
 from des.units import NS
@@ -24,18 +25,6 @@ UNITS = A100.compute_units  # 108
 def system(compute_units: int = 54):
     collective = CollectiveParams(step_latency_s=1e-6, compute_units=compute_units)
     return system_from_graph("pair", switch(2, LinkSpec(100e9, 1e-6)), A100, collective)
-
-
-def schedule(*groups: WaveGroup, op_class: str = "matmul") -> TileSchedule:
-    replay = sum(g.count * g.wave_s(DRAM_BW) for g in groups)
-    return TileSchedule(
-        operator="synthetic",
-        device="a100",
-        op_class=op_class,
-        groups=tuple(groups),
-        tiles=sum(g.count * g.units for g in groups),
-        standalone_s=replay,
-    )
 
 
 #: Compute-bound by a little: 10 us of compute per wave against 9.8 us of DRAM time.

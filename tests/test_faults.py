@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import simpy
+from helpers import call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from des.cli import main
 from des.cli_run import PointSpec, run_point
 from des.engine import simulate_collective
 from des.errors import DesError
@@ -36,15 +36,6 @@ SIZE = 16 * MIB
 
 def allreduce(system, faults=(), trace=None, group=GROUP4, nbytes=SIZE):
     return simulate_collective(system, "allreduce", group, nbytes, trace, faults=faults)
-
-
-def call(capsys, *argv):
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 # --------------------------------------------------------------------------- parsing

@@ -4,28 +4,18 @@ geometric mean, and a point that does not fit reported as such (empty TTFT cell)
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 from des.cli_run import PointSpec
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "kraken_ttft.py"
 ARCHS = ("standard", "parallel", "kraken")
 
 
 @pytest.fixture(scope="module")
-def kraken_ttft():
-    spec = importlib.util.spec_from_file_location("kraken_ttft_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+def kraken_ttft(load_script):
+    return load_script("kraken_ttft")
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict]]:

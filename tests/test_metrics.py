@@ -7,11 +7,12 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from helpers import schedule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from des.engine import simulate
-from des.mapper.schedule import TileSchedule, WaveGroup
+from des.mapper.schedule import WaveGroup
 from des.metrics import (
     BREAKDOWN_CATEGORIES,
     RunMetrics,
@@ -27,19 +28,7 @@ from des.units import US
 from topologies import load_device, switch, system_from_graph
 
 A100 = load_device("a100")
-DRAM_BW = A100.dram_bandwidth_bytes_per_s
 UNITS = A100.compute_units
-
-
-def schedule(*groups: WaveGroup, op_class: str = "matmul") -> TileSchedule:
-    return TileSchedule(
-        operator="synthetic",
-        device="a100",
-        op_class=op_class,
-        groups=tuple(groups),
-        tiles=sum(g.count * g.units for g in groups),
-        standalone_s=sum(g.count * g.wave_s(DRAM_BW) for g in groups),
-    )
 
 
 #: Half the device for 20 us.

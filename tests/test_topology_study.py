@@ -5,26 +5,15 @@ failed switch port reported as a cut-off GPU rather than a latency."""
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "topology_study.py"
 FAMILIES = ("switch", "ring", "torus", "fully_connected", "2_nodes")
 
 
 @pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("topology_study_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+def study(load_script):
+    return load_script("topology_study")
 
 
 @pytest.mark.parametrize("family, degree", [("ring", 2), ("torus", 3), ("fully_connected", 7)])
