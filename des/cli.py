@@ -128,6 +128,7 @@ def _cmd_collective(args) -> int:
                 {
                     "collective": args.kind,
                     "algorithm": result.algorithm,
+                    "protocol": result.protocol,
                     "system": system.name,
                     "ranks": len(group),
                     "devices": list(group),
@@ -144,7 +145,8 @@ def _cmd_collective(args) -> int:
             )
         )
     else:
-        print(f"{args.kind} of {format_bytes(args.bytes)} over {len(group)} ranks of {system.name} ({result.algorithm})")
+        how = result.algorithm if result.protocol is None else f"{result.algorithm}, {result.protocol}"
+        print(f"{args.kind} of {format_bytes(args.bytes)} over {len(group)} ranks of {system.name} ({how})")
         print(f"  latency   {format_seconds(result.latency_s)}")
         print(f"  algbw     {result.algbw_bytes_per_s / 1e9:.2f} GB/s")
         print(f"  busbw     {result.busbw_bytes_per_s / 1e9:.2f} GB/s")

@@ -17,7 +17,7 @@ import difflib
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -398,6 +398,12 @@ class CollectiveParams:
     inter_node_bandwidth_efficiency : float or None
         Achieved fraction of the network links' bandwidth on a hop between machines;
         ``None`` means ``bandwidth_efficiency``.
+    protocols : tuple of (str, ProtocolParams)
+        Optional per-protocol parameters (NCCL's LL, LL128 and Simple, see
+        :data:`PROTOCOLS`). Empty: every call runs with the fields above. Otherwise
+        each ring collective picks the protocol with the least predicted time for its
+        size (:func:`des.collectives.closed_form.pipelined_ring_time_s`, as NCCL's
+        tuning model does) and runs with :meth:`for_protocol` of it.
     """
 
     launch_latency_s: float = 0.0
@@ -409,8 +415,14 @@ class CollectiveParams:
     algorithm: str = "ring"
     inter_node_step_latency_s: float | None = None
     inter_node_bandwidth_efficiency: float | None = None
+    protocols: tuple[tuple[str, ProtocolParams], ...] = ()
 
     def __post_init__(self) -> None:
+        for name, protocol in self.protocols:
+            if name not in PROTOCOLS or not isinstance(protocol, ProtocolParams):
+                raise DesError(f"unknown collective protocol {name!r}; allowed: {', '.join(PROTOCOLS)}")
+        if len({name for name, _ in self.protocols}) != len(self.protocols):
+            raise DesError("a collective protocol is given twice")
         if self.algorithm not in ALGORITHMS:
             raise DesError(
                 f"unknown collective algorithm {self.algorithm!r}; allowed: {', '.join(ALGORITHMS)}"
@@ -434,20 +446,126 @@ class CollectiveParams:
             return self.inter_node_bandwidth_efficiency
         return self.bandwidth_efficiency
 
+    def protocol_names(self) -> tuple[str, ...]:
+        """The protocols a call may choose from (empty: the single-protocol model)."""
+        return tuple(name for name, _ in self.protocols)
+
+    def for_protocol(self, name: str) -> CollectiveParams:
+        """Single-protocol parameters of protocol ``name``: its launch latency, step
+        latency, efficiency and chunk, and its inter-node fields where it has them
+        (else this object's); compute units, channels and algorithm stay."""
+        protocol = dict(self.protocols).get(name)
+        if protocol is None:
+            raise DesError(f"collective protocol {name!r} is not configured; have: {', '.join(self.protocol_names()) or 'none'}")
+        return replace(
+            self,
+            launch_latency_s=protocol.launch_latency_s,
+            step_latency_s=protocol.step_latency_s,
+            bandwidth_efficiency=protocol.bandwidth_efficiency,
+            chunk_bytes=protocol.chunk_bytes,
+            inter_node_step_latency_s=(
+                protocol.inter_node_step_latency_s
+                if protocol.inter_node_step_latency_s is not None
+                else self.inter_node_step_latency_s
+            ),
+            inter_node_bandwidth_efficiency=(
+                protocol.inter_node_bandwidth_efficiency
+                if protocol.inter_node_bandwidth_efficiency is not None
+                else self.inter_node_bandwidth_efficiency
+            ),
+            protocols=(),
+        )
+
+
+#: Protocols a system may describe (``collective.protocols`` in YAML), NCCL's names.
+PROTOCOLS = ("ll", "ll128", "simple")
+
+
+@dataclass(frozen=True)
+class ProtocolParams:
+    """One protocol's parameters (fields as in :class:`CollectiveParams`).
+
+    ``inter_node_*`` left ``None`` fall back to the collective's own inter-node fields.
+    """
+
+    launch_latency_s: float
+    step_latency_s: float
+    bandwidth_efficiency: float
+    chunk_bytes: float = math.inf
+    inter_node_step_latency_s: float | None = None
+    inter_node_bandwidth_efficiency: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.bandwidth_efficiency <= 1:
+            raise DesError(f"protocol bandwidth_efficiency must be in (0, 1], got {self.bandwidth_efficiency!r}")
+        if not (self.launch_latency_s >= 0 and self.step_latency_s >= 0):
+            raise DesError("protocol latencies must be zero or positive")
+        if not self.chunk_bytes > 0:
+            raise DesError(f"protocol chunk_bytes must be positive, got {self.chunk_bytes!r}")
+
 
 #: Collective algorithms a system may choose (``collective.algorithm`` in YAML).
 ALGORITHMS = ("ring", "hierarchical", "auto")
+
+
+def _chunk(reader: FieldReader, default: float = math.inf) -> float:
+    chunk_raw = reader.raw("chunk_bytes", None)
+    if chunk_raw is None:
+        return default
+    if chunk_raw in ("inf", "none"):
+        return math.inf
+    return reader.quantity("chunk_bytes", "bytes")
+
+
+def _inter_node(reader: FieldReader) -> tuple[float | None, float | None]:
+    step = (
+        reader.quantity("inter_node_step_latency_s", "time", allow_zero=True)
+        if reader.has("inter_node_step_latency_s")
+        else None
+    )
+    efficiency = (
+        reader.quantity("inter_node_bandwidth_efficiency", "number", at_most=1.0)
+        if reader.has("inter_node_bandwidth_efficiency")
+        else None
+    )
+    return step, efficiency
+
+
+def protocols_from_mapping(data: object, where: str, chunk: float) -> tuple[tuple[str, ProtocolParams], ...]:
+    """Read ``collective.protocols``: protocol name -> its fields (chunk defaults to ``chunk``)."""
+    if not isinstance(data, Mapping) or not data:
+        raise DesError(f"{where}: expected a mapping of protocols ({', '.join(PROTOCOLS)})")
+    protocols = []
+    for name, fields_ in data.items():
+        if name not in PROTOCOLS:
+            close = difflib.get_close_matches(str(name), PROTOCOLS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise DesError(f"{where}: unknown protocol '{name}'{hint}; allowed: {', '.join(PROTOCOLS)}")
+        reader = FieldReader(fields_, f"{where}.{name}")
+        step, efficiency = _inter_node(reader)
+        protocols.append(
+            (
+                name,
+                ProtocolParams(
+                    launch_latency_s=reader.quantity("launch_latency_s", "time", allow_zero=True),
+                    step_latency_s=reader.quantity("step_latency_s", "time", allow_zero=True),
+                    bandwidth_efficiency=reader.quantity("bandwidth_efficiency", "number", at_most=1.0),
+                    chunk_bytes=_chunk(reader, chunk),
+                    inter_node_step_latency_s=step,
+                    inter_node_bandwidth_efficiency=efficiency,
+                ),
+            )
+        )
+        reader.finish()
+    return tuple(sorted(protocols, key=lambda item: PROTOCOLS.index(item[0])))
 
 
 def collective_from_mapping(data: object, where: str) -> CollectiveParams:
     """Build :class:`CollectiveParams` from a parsed YAML mapping (all fields optional)."""
     reader = FieldReader(data if data is not None else {}, where)
     defaults = CollectiveParams()
-    chunk_raw = reader.raw("chunk_bytes", None)
-    if chunk_raw is None or chunk_raw in ("inf", "none"):
-        chunk = math.inf
-    else:
-        chunk = reader.quantity("chunk_bytes", "bytes")
+    chunk = _chunk(reader)
+    inter_step, inter_efficiency = _inter_node(reader)
     params = CollectiveParams(
         launch_latency_s=reader.quantity("launch_latency_s", "time", 0.0, allow_zero=True),
         step_latency_s=reader.quantity("step_latency_s", "time", 0.0, allow_zero=True),
@@ -458,15 +576,12 @@ def collective_from_mapping(data: object, where: str) -> CollectiveParams:
         compute_units=reader.integer("compute_units", defaults.compute_units, minimum=0),
         channels=reader.integer("channels", defaults.channels, minimum=0),
         algorithm=reader.string("algorithm", defaults.algorithm, choices=ALGORITHMS),
-        inter_node_step_latency_s=(
-            reader.quantity("inter_node_step_latency_s", "time", allow_zero=True)
-            if reader.has("inter_node_step_latency_s")
-            else None
-        ),
-        inter_node_bandwidth_efficiency=(
-            reader.quantity("inter_node_bandwidth_efficiency", "number", at_most=1.0)
-            if reader.has("inter_node_bandwidth_efficiency")
-            else None
+        inter_node_step_latency_s=inter_step,
+        inter_node_bandwidth_efficiency=inter_efficiency,
+        protocols=(
+            protocols_from_mapping(reader.raw("protocols"), f"{where}.protocols", chunk)
+            if reader.has("protocols")
+            else ()
         ),
     )
     reader.finish()

@@ -29,6 +29,7 @@ import networkx as nx
 import numpy as np
 
 from des.calibration import calibration_dir, read_rows
+from des.collectives.closed_form import pipelined_ring_time_s
 from des.collectives.rings import ring_orders
 from topologies import load_system
 
@@ -46,23 +47,94 @@ def pipelined_ring_s(
     channels,
 ):
     """Idle-system ring all-reduce time with pieces pipelined across steps."""
-    share = nbytes / channels / ranks
-    pieces = np.maximum(1, np.ceil(share / chunk_bytes))
-    piece = share / pieces
-    rate = efficiency * bandwidth
-    alpha = hop_latency_s + step_s + (hops - 1) * piece / rate
-    steps = 2 * (ranks - 1)
-    return (
-        launch_s
-        + (steps - 1) * np.maximum(pieces * piece / rate, alpha + piece / rate)
-        + alpha
-        + pieces * piece / rate
+    return pipelined_ring_time_s(
+        "allreduce",
+        ranks,
+        nbytes / channels,
+        efficiency * bandwidth,
+        hop_latency_s + step_s,
+        launch_s,
+        1,
+        hops,
+        chunk_bytes,
     )
+
+
+#: NCCL's tuning model (src/graph/tuning.cc, NCCL 2.18-2.21): base latency of a ring
+#: collective per protocol, and latency per ring hop on NVLink and on the network.
+NCCL_BASE_LAT_S = {"ll": 6.6e-6, "ll128": 14.0e-6, "simple": 8.4e-6}
+NCCL_HW_LAT_NVLINK_S = {"ll": 0.6e-6, "ll128": 1.9e-6, "simple": 3.4e-6}
+NCCL_HW_LAT_NET_S = {"ll": 2.7e-6, "ll128": 4.0e-6, "simple": 14.0e-6}
+#: Data per step slot: LL 64 KiB of 16-byte lines carrying 8 data bytes each (NCCL's
+#: LL buffer of 512 KiB over NCCL_STEPS = 8); LL128 and Simple as the preset's chunk.
+LL_CHUNK_BYTES = 32 * 1024
+
+
+def protocol_latencies(wire_s: float, launch_offset_s: float, network: bool = False) -> dict:
+    """Per protocol (launch, step): launch = offset + NCCL baseLat; step + wire = NCCL hwLat."""
+    table = NCCL_HW_LAT_NET_S if network else NCCL_HW_LAT_NVLINK_S
+    return {
+        name: (launch_offset_s + NCCL_BASE_LAT_S[name], max(0.0, table[name] - wire_s))
+        for name in NCCL_BASE_LAT_S
+    }
+
+
+def protocol_times(data, latencies, efficiencies, chunks):
+    """Per series, the least predicted time over the protocols (as des picks one)."""
+    out = []
+    for s, _t, n, bw, lat, hops, k in data:
+        best = None
+        for name, (launch, step) in latencies.items():
+            time_s = pipelined_ring_s(s, n, bw, lat, hops, launch, step, efficiencies[name], chunks[name], k)
+            best = time_s if best is None else np.minimum(best, time_s)
+        out.append(best)
+    return out
+
+
+def score(data, latencies, efficiencies, chunks) -> float:
+    times = protocol_times(data, latencies, efficiencies, chunks)
+    return float(np.concatenate([np.abs(p / d[1] - 1) for p, d in zip(times, data, strict=True)]).mean())
+
+
+def fit_protocols(name, data, chunk, network=False, launch_offset=None, rounds=4) -> None:
+    """Fit a launch offset and one efficiency per protocol; latencies are NCCL's.
+
+    Coordinate descent over grids: the launch offset (kept with ``network``) and
+    each protocol's efficiency in turn, the others held, scoring the least time over
+    the protocols against every row of every series together.
+    """
+    chunks = {"ll": LL_CHUNK_BYTES, "ll128": chunk, "simple": chunk}
+    wire = data[0][4]
+    efficiencies = {"ll": 0.2, "ll128": 0.5, "simple": 0.7}
+    offsets = [launch_offset] if launch_offset is not None else list(np.arange(0, 50e-6, 0.5e-6))
+    offset = offsets[0]
+    for _ in range(rounds):
+        offset = min(offsets, key=lambda o: score(data, protocol_latencies(wire, o, network), efficiencies, chunks))
+        latencies = protocol_latencies(wire, offset, network)
+        for proto in ("simple", "ll128", "ll"):
+            # What a protocol can carry bounds it by Simple's: LL moves 8 data bytes in
+            # every 16-byte line, LL128 120 in every 128 (NCCL src/device/prims_ll*.h).
+            top = {"simple": 1.0, "ll128": 120 / 128 * efficiencies["simple"], "ll": 0.5 * efficiencies["simple"]}[proto]
+            step = 0.005 if network else 0.01
+            grid = [e for e in np.arange(step, 1.0001, step) if e <= top + 1e-9] or [top]
+            best = min(grid, key=lambda e: score(data, latencies, {**efficiencies, proto: e}, chunks))
+            efficiencies[proto] = float(best)
+    latencies = protocol_latencies(wire, offset, network)
+    print(f"{name}: launch offset {offset * 1e6:.2f} us, MAPE {score(data, latencies, efficiencies, chunks) * 100:.2f} %")
+    for proto, (launch, step) in latencies.items():
+        print(
+            f"  {proto}: launch_latency_s {launch * 1e6:.2f} us, step_latency_s {step * 1e6:.2f} us, "
+            f"bandwidth_efficiency {efficiencies[proto]:.2f}, chunk_bytes {chunks[proto]:.0f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inter-node", action="store_true", help="fit the inter-node step latency and efficiency")
+    parser.add_argument(
+        "--protocols", action="store_true", help="fit per-protocol efficiencies (LL, LL128, Simple) with NCCL's latencies"
+    )
+    parser.add_argument("--launch-offset-us", type=float, help="with --protocols: keep this launch offset")
     parser.add_argument("system")
     parser.add_argument("series", nargs="+")
     args = parser.parse_args()
@@ -111,6 +183,15 @@ def main() -> None:
             )
         )
     chunk = system.collective.chunk_bytes
+    if args.protocols:
+        simple = dict(system.collective.protocols).get("simple")
+        if simple is not None:
+            chunk = simple.chunk_bytes
+        offset = None if args.launch_offset_us is None else args.launch_offset_us * 1e-6
+        if args.inter_node:
+            offset = system.collective.for_protocol("ll").launch_latency_s - NCCL_BASE_LAT_S["ll"]
+        fit_protocols(args.system, data, chunk, network=args.inter_node, launch_offset=offset)
+        return
     if args.inter_node:
         if any(series == "nvlink" or not series.endswith(":1") for series in args.series):
             parser.error("--inter-node needs series with one rank per machine (GPU:RANKS:1)")

@@ -177,9 +177,18 @@ def _collective_mapping(params: CollectiveParams) -> dict[str, Any]:
     out = {}
     for f in fields(CollectiveParams):
         value = getattr(params, f.name)
-        if value is None:
+        if value is None or (f.name == "protocols" and not value):
             continue
-        if isinstance(value, str) or f.name in _WHOLE_COLLECTIVE_FIELDS:
+        if f.name == "protocols":
+            out[f.name] = {
+                name: {
+                    g.name: _number(float(getattr(protocol, g.name)))
+                    for g in fields(protocol)
+                    if getattr(protocol, g.name) is not None
+                }
+                for name, protocol in value
+            }
+        elif isinstance(value, str) or f.name in _WHOLE_COLLECTIVE_FIELDS:
             out[f.name] = value
         else:
             out[f.name] = _number(float(value))

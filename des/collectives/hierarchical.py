@@ -77,14 +77,19 @@ class HierarchicalCollective(Collective):
             )
         per_machine = sizes[0]
         peers = [tuple(members[i] for members in machines) for i in range(per_machine)]
-        phase_params = dataclasses.replace(params, launch_latency_s=0.0)
+        # Phases pay no launch latency of their own (the call pays one). With
+        # protocols each phase picks its own (launch latencies included in the choice).
+        phase_params = params if params.protocols else dataclasses.replace(params, launch_latency_s=0.0)
 
         def rings(phase_kind: str, groups, size: float, label: str):
             groups = [g for g in groups if len(g) > 1]
-            return label, [
+            collectives = [
                 RingCollective(network, phase_kind, g, size, phase_params, trace, f"{self.name} {label}", stream)
                 for g in groups
             ]
+            for collective in collectives:
+                collective.launch_s = 0.0
+            return label, collectives
 
         share = self.nbytes / per_machine
         if kind == "allreduce":
@@ -99,12 +104,20 @@ class HierarchicalCollective(Collective):
             plan = [rings("allgather", peers, share, "inter ag"), rings("allgather", machines, self.nbytes, "intra ag")]
         self.phases = [(label, collectives) for label, collectives in plan if collectives]
         self.machines = tuple(machines)
+        #: The call's one launch: with protocols, that of the costliest protocol it runs.
+        self.launch_s = params.launch_latency_s
+        if params.protocols:
+            self.launch_s = max(
+                params.for_protocol(collective.protocol).launch_latency_s
+                for _label, collectives in self.phases
+                for collective in collectives
+            )
 
     def run(self):
         """SimPy process body: run the phases in turn, return a :class:`CollectiveResult`."""
         env = self.env
         start = env.now
-        launch = self.params.launch_latency_s
+        launch = self.launch_s
         if launch > 0:
             yield env.timeout(launch)
             for rank in self.group:
@@ -127,6 +140,11 @@ class HierarchicalCollective(Collective):
             pieces_per_step=max(result.pieces_per_step for result in results),
             bytes_sent_per_rank=sent,
             algorithm="hierarchical",
+            protocol=(
+                "+".join(collectives[0].protocol for _label, collectives in self.phases)
+                if self.params.protocols
+                else None
+            ),
         )
 
 

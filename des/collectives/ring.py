@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import simpy
 
+from des.collectives.closed_form import choose_protocol
 from des.collectives.rings import ring_orders
 from des.errors import DesError
 from des.hardware.link import send
@@ -69,6 +70,9 @@ class CollectiveResult:
         Bytes each rank put on the wire.
     algorithm : str
         ``ring`` or ``hierarchical``: the algorithm that ran.
+    protocol : str or None
+        The protocol that ran (``ll``, ``ll128``, ``simple``; a hierarchical call joins
+        its phases' with ``+``), ``None`` where the system describes no protocols.
     """
 
     kind: str
@@ -80,6 +84,7 @@ class CollectiveResult:
     pieces_per_step: int
     bytes_sent_per_rank: float
     algorithm: str = "ring"
+    protocol: str | None = None
 
     @property
     def latency_s(self) -> float:
@@ -187,6 +192,19 @@ class RingCollective(Collective):
         network, params = self.network, self.params
         self.rings = tuple(ring_orders(network.graph, self.group, params.channels))
         n = len(self.group)
+        self._routes = [
+            [network.route(ring[i], ring[(i + 1) % n]) for i in range(n)] for ring in self.rings
+        ]
+        machine = {node: network.graph.nodes[node].get("node", 0) for node in self.group}
+        inter_hops = [
+            [machine[ring[i]] != machine[ring[(i + 1) % n]] for i in range(n)] for ring in self.rings
+        ]
+        self.protocol = None
+        if params.protocols:
+            self.protocol, self.predicted_s = self._choose_protocol(inter_hops)
+            params = self.params = params.for_protocol(self.protocol)
+        #: Launch latency this ring pays (a hierarchical phase pays none of its own).
+        self.launch_s = params.launch_latency_s
         rs, ag = KINDS[self.kind]
         self.reduce_steps = rs * (n - 1)
         self.steps = (rs + ag) * (n - 1)
@@ -198,19 +216,40 @@ class RingCollective(Collective):
         self.share_bytes = share
         full = min(params.chunk_bytes, share)
         self.piece_sizes = [full] * (pieces - 1) + [share - full * (pieces - 1)]
-        self._routes = [
-            [network.route(ring[i], ring[(i + 1) % n]) for i in range(n)] for ring in self.rings
-        ]
         # A hop between machines runs over the network transport, with its own step
         # latency and achieved bandwidth (CollectiveParams.inter_node_*).
-        machine = {node: network.graph.nodes[node].get("node", 0) for node in self.group}
         self._hop_params = [
-            [
-                (params.hop_efficiency(inter), params.hop_step_latency_s(inter))
-                for inter in (machine[ring[i]] != machine[ring[(i + 1) % n]] for i in range(n))
-            ]
-            for ring in self.rings
+            [(params.hop_efficiency(inter), params.hop_step_latency_s(inter)) for inter in hops]
+            for hops in inter_hops
         ]
+
+    def _choose_protocol(self, inter_hops) -> tuple[str, float]:
+        """The protocol with the least predicted time on these rings, as NCCL picks one.
+
+        Each ring is summarised by its worst hop: the least bandwidth a hop's links
+        leave it (a link carried by k of the rings gives each 1/k), the largest wire
+        latency and link count; a ring that crosses machines takes the inter-node
+        fields. On the presets' rings every hop is alike, so on an idle system this is
+        the chosen protocol's closed form.
+        """
+        uses: dict[int, int] = {}
+        for routes in self._routes:
+            for route in routes:
+                for link in route:
+                    uses[id(link)] = uses.get(id(link), 0) + 1
+        bandwidth, latency, hops = math.inf, 0.0, 1
+        for routes in self._routes:
+            for route in routes:
+                bandwidth = min(bandwidth, min(link.bandwidth_bytes_per_s / uses[id(link)] for link in route))
+                latency = max(latency, sum(link.latency_s for link in route))
+                hops = max(hops, len(route))
+        # A ring that leaves a machine moves at the pace of its network hops.
+        inter = any(any(hops_) for hops_ in inter_hops)
+        name, predicted_s = choose_protocol(
+            self.params, self.kind, len(self.group), self.nbytes, bandwidth, latency, hops,
+            channels=len(self.rings), inter_node=inter,
+        )
+        return name, predicted_s
 
     def run(self):
         """SimPy process body: run the collective, return a :class:`CollectiveResult`."""
@@ -228,6 +267,7 @@ class RingCollective(Collective):
             rings=self.rings,
             pieces_per_step=self.pieces,
             bytes_sent_per_rank=self.steps * self.share_bytes * len(self.rings),
+            protocol=self.protocol,
         )
 
     def _rank(self, rank: str, channels: list[_Channel]):
@@ -236,8 +276,8 @@ class RingCollective(Collective):
         params = self.params
         device = self.network.devices[rank]
         start = env.now
-        if params.launch_latency_s > 0:
-            yield env.timeout(params.launch_latency_s)
+        if self.launch_s > 0:
+            yield env.timeout(self.launch_s)
         units = min(params.compute_units, device.compute.units)
         if units:
             yield device.compute.acquire(units)
