@@ -135,7 +135,41 @@ def point_system(spec: PointSpec):
         return value
 
     data = apply_overrides(read_yaml(path), spec.system_overrides, str(path), expand)
+    _check_shadowed_collective_fields(spec.system_overrides, data, path)
     return system_from_mapping(data, str(path), path.parent, default_name=path.stem)
+
+
+#: Collective fields that each protocol of ``collective.protocols`` sets for itself.
+_PROTOCOL_FIELDS = (
+    "launch_latency_s",
+    "step_latency_s",
+    "bandwidth_efficiency",
+    "chunk_bytes",
+    "inter_node_step_latency_s",
+    "inter_node_bandwidth_efficiency",
+)
+
+
+def _check_shadowed_collective_fields(overrides, data: Any, path) -> None:
+    """Refuse an override that the system's per-protocol parameters would ignore.
+
+    With ``collective.protocols`` each call runs one protocol's own latencies and
+    efficiency, so setting ``collective.bandwidth_efficiency`` would change nothing:
+    say so, rather than report points that silently did not vary.
+    """
+    collective = data.get("collective") if isinstance(data, dict) else None
+    if not isinstance(collective, dict) or not collective.get("protocols"):
+        return
+    for dotted, _value in overrides:
+        keys = dotted.split(".")
+        if len(keys) == 2 and keys[0] == "collective" and keys[1] in _PROTOCOL_FIELDS:
+            names = ", ".join(collective["protocols"])
+            raise DesError(
+                f"{path}: collective.{keys[1]} is set per protocol in this system "
+                f"(collective.protocols: {names}), so overriding it would change nothing; "
+                f"override collective.protocols.<protocol>.{keys[1]} instead, or set "
+                f"collective.protocols to null to use the single-protocol model"
+            )
 
 
 def point_model(spec: PointSpec):

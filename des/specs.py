@@ -580,7 +580,8 @@ def collective_from_mapping(data: object, where: str) -> CollectiveParams:
         inter_node_bandwidth_efficiency=inter_efficiency,
         protocols=(
             protocols_from_mapping(reader.raw("protocols"), f"{where}.protocols", chunk)
-            if reader.has("protocols")
+            # `protocols: null` (e.g. a sweep's override) means the single-protocol model.
+            if reader.has("protocols") and reader.raw("protocols") is not None
             else ()
         ),
     )
