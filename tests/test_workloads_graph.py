@@ -292,3 +292,17 @@ def test_fixed_kraken_yaml_runs_standard_at_any_divisor_tp():
     model = load_model("kraken-gpt2-125m")
     assert build_workload(model, "standard", tp=2, layers=1).model.hidden == 768
     assert build_workload(model, "kraken", tp=4, layers=1).model.hidden == 504
+
+
+def test_positions_beyond_the_model_warn_but_build(caplog):
+    import logging
+
+    from workloads import build_workload as build
+
+    with caplog.at_level(logging.WARNING, logger="workloads"):
+        build("gpt3-1.3b", "standard", "decode", 1, ("gpu0",), kv_len=3072, layers=1)
+    assert "kv-len 3072 is beyond the 2048 positions of model 'gpt3-1.3b'" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="workloads"):
+        build("gpt3-1.3b", "standard", "prefill", 1, ("gpu0",), seq=2048, layers=1)
+    assert "beyond" not in caplog.text

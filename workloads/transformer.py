@@ -219,6 +219,14 @@ def build_workload(
         kv_len = _check_int("kv-len", kv_len)
     elif kv_len is not None:
         raise DesError("kv-len applies to decode only; prefill attends over its own seq tokens")
+    positions = kv_len if phase == "decode" else seq
+    if positions > base.max_positions:
+        # Not an error: studies (LLMCompass's 175B decode at 3072) go past the trained
+        # context on purpose, and the cost of the kernels is still well defined.
+        logger.warning(
+            "%s %d is beyond the %d positions of model '%s'; simulated as if it had that many",
+            "kv-len" if phase == "decode" else "seq", positions, base.max_positions, base.name,
+        )
     if layers is not None:
         layers = _check_int("layers", layers)
         if layers > base.layers:
