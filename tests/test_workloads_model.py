@@ -114,7 +114,27 @@ def test_layer_params_rule_matches_one_layer():
     model = load_model("gpt3-6.7b")
     exact = KrakenRule(match="layer_params").exact_width(model, 8)
     assert exact == pytest.approx(4096 * math.sqrt(12 / 64), rel=0.01)
-    assert KrakenRule(match="layer_params").width(model, 8) % 4 == 0
+    rule = KrakenRule(match="layer_params")
+    assert rule.width(model, 8) % rule.heads(model, 8) == 0
+    assert KrakenRule(match="layer_params", max_head_dim=None).width(model, 8) % 4 == 0
+
+
+@pytest.mark.parametrize(("name", "degree"), [("gpt3-13b", 8), ("gpt3-175b", 8), ("gpt3-1.3b", 16), ("gpt3-65b", 4)])
+def test_heads_stay_within_fused_attention_width(name, degree):
+    model = load_model(name)
+    capped = KrakenRule().derive(model, degree)
+    uncapped = KrakenRule(max_head_dim=None).derive(model, degree)
+    # n/N heads would be wider than the fused kernels allow; the rule takes the fewest
+    # heads that are at most 256 wide, keeping the width the parameter match gives.
+    assert uncapped.heads == model.heads // degree and uncapped.head_dim > 256
+    assert capped.head_dim <= 256 < capped.hidden / (capped.heads - 1)
+    assert capped.hidden == pytest.approx(uncapped.hidden, rel=0.01)
+    assert capped.hidden % capped.heads == 0
+
+
+def test_max_head_dim_must_be_positive():
+    with pytest.raises(DesError, match="max_head_dim"):
+        KrakenRule(max_head_dim=0)
 
 
 def test_wider_expansion_gives_narrower_sublayers():

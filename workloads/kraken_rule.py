@@ -14,10 +14,16 @@ FFN expansion of 2 and choose ``e`` so the *total* parameter count matches a GPT
   standard layer to one Kraken layer of ``N`` sub-layers (``match="layer_params"``,
   about ``h * sqrt(12 / (8 N))`` for expansion 2);
 - ``e`` is rounded to the nearest multiple of the heads per sub-layer, so heads are
-  whole.
+  whole;
+- where ``n / N`` heads would each be wider than ``max_head_dim`` (256 by default: the
+  widest head FlashAttention-2 and TensorRT-LLM's fused attention kernels support), the
+  sub-layer instead has the fewest heads that are at most that wide
+  (``ceil(e / max_head_dim)``), as a model trained for fused-attention inference would;
+  ``max_head_dim=None`` keeps ``n / N`` heads at any width.
 
 This gives 504 for the released 125M config (GPT-2 small, N=4; released 504), 644 for
-350M (released 644) and 960 for GPT-3 760M (released 960).
+350M (released 644) and 960 for GPT-3 760M (released 960), all with ``n / N`` heads
+(widths 168, 161 and 240).
 """
 
 from __future__ import annotations
@@ -27,6 +33,11 @@ from dataclasses import dataclass, replace
 
 from des.errors import DesError
 from workloads.model import DEFAULT_KRAKEN_FFN_EXPANSION, ModelSpec
+
+#: Widest attention head of the fused kernels Kraken's latency study ran on:
+#: FlashAttention-2 supports head dimensions up to 256 (Dao, 2023, FlashAttention-2
+#: README), as do TensorRT-LLM's fused multi-head attention kernels.
+FUSED_ATTENTION_MAX_HEAD_DIM = 256
 
 #: What the Kraken width is chosen to match.
 MATCHES = ("total_params", "layer_params")
@@ -78,16 +89,24 @@ class KrakenRule:
         or one layer's.
     ffn_expansion : float
         Sub-layer FFN width as a multiple of ``e`` (2 in the released configs).
+    max_head_dim : int or None
+        Widest head a sub-layer may have before it takes more than ``n / N`` heads
+        (:data:`FUSED_ATTENTION_MAX_HEAD_DIM`); ``None`` for no limit.
     """
 
     match: str = "total_params"
     ffn_expansion: float = DEFAULT_KRAKEN_FFN_EXPANSION
+    max_head_dim: int | None = FUSED_ATTENTION_MAX_HEAD_DIM
 
     def __post_init__(self) -> None:
         if self.match not in MATCHES:
             raise DesError(f"Kraken rule: match must be one of {', '.join(MATCHES)}, got {self.match!r}")
         if isinstance(self.ffn_expansion, bool) or not isinstance(self.ffn_expansion, (int, float)) or not self.ffn_expansion > 0:
             raise DesError(f"Kraken rule: ffn_expansion must be positive, got {self.ffn_expansion!r}")
+        if self.max_head_dim is not None and (
+            isinstance(self.max_head_dim, bool) or not isinstance(self.max_head_dim, int) or self.max_head_dim < 1
+        ):
+            raise DesError(f"Kraken rule: max_head_dim must be a positive whole number or None, got {self.max_head_dim!r}")
 
     def exact_width(self, model: ModelSpec, degree: int) -> float:
         """The unrounded ``e`` solving the rule's parameter equation (a quadratic in ``e``)."""
@@ -104,9 +123,16 @@ class KrakenRule:
             target = standard_params(model)
         return (-lin + math.sqrt(lin * lin + 4 * quad * target)) / (2 * quad)
 
+    def heads(self, model: ModelSpec, degree: int) -> int:
+        """Heads per sub-layer: ``n / N``, or more where those would exceed ``max_head_dim``."""
+        heads = _heads_per_sublayer(model, degree)
+        if self.max_head_dim is None:
+            return heads
+        return max(heads, math.ceil(self.exact_width(model, degree) / self.max_head_dim))
+
     def width(self, model: ModelSpec, degree: int) -> int:
         """``e`` rounded to the nearest multiple of the heads per sub-layer (ties go up)."""
-        heads = _heads_per_sublayer(model, degree)
+        heads = self.heads(model, degree)
         return max(heads, heads * math.floor(self.exact_width(model, degree) / heads + 0.5))
 
     def derive(self, model: ModelSpec, degree: int) -> ModelSpec:
@@ -134,6 +160,7 @@ class KrakenRule:
         if fixed is not None:
             width, ffn = fixed.width, fixed.ffn_hidden
         else:
+            heads = self.heads(model, degree)
             width = self.width(model, degree)
             ffn = round(self.ffn_expansion * width)
         return replace(
