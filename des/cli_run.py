@@ -284,10 +284,8 @@ def simulate_point(prepared: PreparedPoint, *, links: bool = False) -> PointResu
         "memory_capacity_bytes": min(system.device_spec(d).dram_capacity_bytes for d in devices),
         "tasks": len(workload.graph),
     }
-    record.update(metrics.as_dict())
-    record["latency_s"] = metrics.latency_s
+    record.update(metrics.as_dict())  # latency_s, breakdown_s, per_op, events...
     record["metric"] = "ttft_s" if spec.phase == "prefill" else "tpot_s"
-    record["events"] = result.events
     record["faults"] = [dict(f.as_dict(), applied=f in result.faults_applied) for f in prepared.faults]
     record["wall_s"] = prepared.prepare_s + time.perf_counter() - wall_start
     return PointResult(spec=spec, record=record, trace=spans, result=result, workload=workload)

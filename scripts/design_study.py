@@ -35,7 +35,7 @@ from pathlib import Path
 from des.area import area_and_cost
 from des.cli_run import PointSpec, prepare_point, run_study, simulate_point
 from des.errors import DoesNotFitError
-from des.units import GIGA
+from des.units import GIGA, GiB, MiB
 
 logger = logging.getLogger("design_study")
 
@@ -43,8 +43,6 @@ logger = logging.getLogger("design_study")
 LLMCOMPASS_BEST_PERF_PER_COST = 3.41
 DEVICES = 8
 GB = GIGA  # bytes: DRAM bandwidths below are in GB/s
-GIB = 2**30
-MIB = 2**20
 
 #: Designs: name -> (DeviceSpec field changes, DRAM technology). DRAM bandwidths are
 #: whole numbers of the technology's units: HBM2e 460.8 GB/s per stack, HBM3 819.2 GB/s
@@ -56,22 +54,22 @@ DESIGNS: dict[str, tuple[dict, str]] = {
     "2x SMs": ({"compute_units": 216}, "hbm2e"),
     "8x8 arrays": ({"systolic_array_rows": 8, "systolic_array_cols": 8}, "hbm2e"),
     "32x32 arrays": ({"systolic_array_rows": 32, "systolic_array_cols": 32}, "hbm2e"),
-    "L2 10 MiB": ({"l2_bytes": 10 * MIB}, "hbm2e"),
-    "L2 80 MiB": ({"l2_bytes": 80 * MIB}, "hbm2e"),
-    "HBM2e 4 stacks": ({"dram_bandwidth_bytes_per_s": 4 * 460.8 * GB, "dram_capacity_bytes": 64 * GIB}, "hbm2e"),
+    "L2 10 MiB": ({"l2_bytes": 10 * MiB}, "hbm2e"),
+    "L2 80 MiB": ({"l2_bytes": 80 * MiB}, "hbm2e"),
+    "HBM2e 4 stacks": ({"dram_bandwidth_bytes_per_s": 4 * 460.8 * GB, "dram_capacity_bytes": 64 * GiB}, "hbm2e"),
     "HBM3 4 stacks": ({"dram_bandwidth_bytes_per_s": 4 * 819.2 * GB}, "hbm3"),
-    "DDR5 16 ch": ({"dram_bandwidth_bytes_per_s": 16 * 51.2 * GB, "dram_capacity_bytes": 128 * GIB}, "ddr5"),
-    "DDR5 8 ch": ({"dram_bandwidth_bytes_per_s": 8 * 51.2 * GB, "dram_capacity_bytes": 128 * GIB}, "ddr5"),
+    "DDR5 16 ch": ({"dram_bandwidth_bytes_per_s": 16 * 51.2 * GB, "dram_capacity_bytes": 128 * GiB}, "ddr5"),
+    "DDR5 8 ch": ({"dram_bandwidth_bytes_per_s": 8 * 51.2 * GB, "dram_capacity_bytes": 128 * GiB}, "ddr5"),
     "1/2 SMs + DDR5 16 ch": (
-        {"compute_units": 54, "dram_bandwidth_bytes_per_s": 16 * 51.2 * GB, "dram_capacity_bytes": 128 * GIB},
+        {"compute_units": 54, "dram_bandwidth_bytes_per_s": 16 * 51.2 * GB, "dram_capacity_bytes": 128 * GiB},
         "ddr5",
     ),
     "1/4 SMs + DDR5 8 ch": (
-        {"compute_units": 27, "dram_bandwidth_bytes_per_s": 8 * 51.2 * GB, "dram_capacity_bytes": 128 * GIB},
+        {"compute_units": 27, "dram_bandwidth_bytes_per_s": 8 * 51.2 * GB, "dram_capacity_bytes": 128 * GiB},
         "ddr5",
     ),
     "1/2 SMs + HBM2e 4 stacks": (
-        {"compute_units": 54, "dram_bandwidth_bytes_per_s": 4 * 460.8 * GB, "dram_capacity_bytes": 64 * GIB},
+        {"compute_units": 54, "dram_bandwidth_bytes_per_s": 4 * 460.8 * GB, "dram_capacity_bytes": 64 * GiB},
         "hbm2e",
     ),
 }

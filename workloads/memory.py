@@ -22,10 +22,8 @@ from dataclasses import dataclass
 from des.errors import DoesNotFitError
 from des.operators import LayerNorm, Matmul
 from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
+from des.units import GiB
 from workloads.shapes import Shapes
-
-#: Memory is reported in GiB, the unit DRAM capacities are quoted in (80 GiB A100).
-_GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,7 @@ def check_memory(workload: object, capacity_bytes: float, where: str = "the devi
         return
     raise DoesNotFitError(
         f"{workload.base_model.name} {workload.arch} TP={workload.tp} needs "  # type: ignore[attr-defined]
-        f"{memory.total_bytes / _GIB:.1f} GiB per device (weights {memory.weights_bytes / _GIB:.1f} GiB, "
-        f"KV cache {memory.kv_cache_bytes / _GIB:.2f} GiB, activations {memory.activation_bytes / _GIB:.2f} GiB) "
-        f"but {where} has {capacity_bytes / _GIB:.1f} GiB"
+        f"{memory.total_bytes / GiB:.1f} GiB per device (weights {memory.weights_bytes / GiB:.1f} GiB, "
+        f"KV cache {memory.kv_cache_bytes / GiB:.2f} GiB, activations {memory.activation_bytes / GiB:.2f} GiB) "
+        f"but {where} has {capacity_bytes / GiB:.1f} GiB"
     )

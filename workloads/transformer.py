@@ -47,6 +47,7 @@ from des.operators import (
     dtype_bytes,
 )
 from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
+from des.units import GiB
 from workloads.counts import closed_form_counts
 from workloads.kraken_rule import KrakenRule
 from workloads.memory import MemoryEstimate, estimate_memory
@@ -121,7 +122,7 @@ class Workload:
         return (
             f"{self.base_model.name} {self.arch} {self.phase} TP={self.tp} batch {self.batch} "
             f"{tokens}, {self.attention} attention, {self.dtype}{width}, {scope}: "
-            f"{len(self.graph)} tasks, {self.memory.total_bytes / 1024**3:.1f} GiB per device"
+            f"{len(self.graph)} tasks, {self.memory.total_bytes / GiB:.1f} GiB per device"
         )
 
 
