@@ -43,9 +43,10 @@ from des.faults import (
     split_faults,
 )
 from des.hardware import Network
+from des.names import CATEGORY_OF_CLASS, LAUNCH, OTHER
+from des.spans import Trace
 from des.specs import DeviceSpec, SystemSpec
-from des.taskgraph import CATEGORY_OF_CLASS, CollectiveTask, KernelTask, TaskGraph
-from des.trace import Trace
+from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
 from des.units import format_seconds
 
 logger = logging.getLogger(__name__)
@@ -311,7 +312,7 @@ class Engine:
         if launch_s > 0:
             launch_start = env.now
             yield env.timeout(launch_s)
-            trace.add(task.device, task.stream, f"launch {task.name}", "launch", launch_start, env.now)
+            trace.add(task.device, task.stream, f"launch {task.name}", LAUNCH, launch_start, env.now)
         start = env.now
         compute = device.compute
         dram = device.dram
@@ -327,7 +328,7 @@ class Engine:
                 if not moved.processed:
                     yield moved
                 compute.release(granted)
-        category = task.category or CATEGORY_OF_CLASS.get(schedule.op_class, "other")
+        category = task.category or CATEGORY_OF_CLASS.get(schedule.op_class, OTHER)
         trace.add(task.device, task.stream, task.name, category, start, env.now)
 
     def _tiles(self, device, group):

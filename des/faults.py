@@ -35,7 +35,6 @@ import dataclasses
 import difflib
 import logging
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +42,8 @@ from typing import Any
 import networkx as nx
 
 from des.errors import DesError
-from des.specs import ROLE_DEVICE, SystemSpec
+from des.names import natural_key
+from des.specs import SystemSpec, node_order_key
 from des.units import format_seconds, parse_quantity
 
 logger = logging.getLogger(__name__)
@@ -110,19 +110,9 @@ class FaultError(DesError):
 # --------------------------------------------------------------------------- names
 
 
-def _natural_key(name: object) -> tuple[Any, ...]:
-    parts = re.split(r"(\d+)", str(name))
-    return tuple(int(p) if p.isdigit() else p for p in parts)
-
-
-def _node_key(graph: nx.Graph, node: str) -> tuple[Any, ...]:
-    """Devices before switches, then natural order (``des topology show``'s order)."""
-    return (graph.nodes[node].get("role") != ROLE_DEVICE, _natural_key(node))
-
-
 def link_name(graph: nx.Graph, u: str, v: str) -> str:
     """``A-B`` for the link between ``u`` and ``v``, endpoints as ``des topology show`` orders them."""
-    a, b = sorted((u, v), key=lambda n: _node_key(graph, n))
+    a, b = sorted((u, v), key=lambda n: node_order_key(graph, n))
     return f"{a}-{b}"
 
 
@@ -142,7 +132,7 @@ def _resolve(text: str, system: SystemSpec, option: str) -> tuple[str, tuple[str
             unlinked = (a, b)
     if unlinked is not None:
         a, b = unlinked
-        links = sorted((link_name(graph, a, peer) for peer in graph.neighbors(a)), key=_natural_key)
+        links = sorted((link_name(graph, a, peer) for peer in graph.neighbors(a)), key=natural_key)
         raise DesError(
             f"{option} {text}: system '{system.name}' has no link between {a} and {b}; "
             f"links of {a}: {', '.join(links) or 'none'}"
@@ -265,7 +255,7 @@ def _cut(original: nx.Graph, reduced: nx.Graph, component: set[str]) -> tuple[li
                 links.add(link_name(original, node, peer))
                 if peer not in reduced:
                     nodes.add(str(peer))
-    return sorted(links, key=_natural_key), sorted(nodes, key=_natural_key)
+    return sorted(links, key=natural_key), sorted(nodes, key=natural_key)
 
 
 def _names(nodes: Sequence[str], shown: int = 4) -> str:

@@ -31,22 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from des.names import COLLECTIVE, KERNEL_CATEGORIES, LAUNCH, is_link_resource, natural_key
+from des.spans import Span
 from des.taskgraph import CollectiveTask, TaskGraph
-from des.trace import Span, _natural_key
 from des.units import format_bytes, format_seconds
 
 logger = logging.getLogger(__name__)
-
-#: Span categories of compute kernels (des.trace.CATEGORIES minus communication,
-#: launch and resource detail). ``other`` is a kernel whose operator class has no
-#: category of its own (synthetic schedules).
-KERNEL_CATEGORIES = ("norm", "gemm", "attention", "elementwise", "lm_head", "other")
-
-#: Span category of a whole collective on one device.
-COLLECTIVE_CATEGORY = "collective"
-
-#: Span category of a kernel's launch overhead.
-LAUNCH_CATEGORY = "launch"
 
 #: Breakdown keys, in report order; their values sum to the latency.
 BREAKDOWN_CATEGORIES = (
@@ -62,8 +52,6 @@ BREAKDOWN_CATEGORIES = (
     "idle",
 )
 
-#: Resource-name prefix of link spans (``->gpu1``): never compute.
-_LINK_PREFIX = "->"
 
 
 @dataclass(frozen=True)
@@ -210,11 +198,11 @@ def device_breakdown(spans: Iterable[Span], latency_s: float) -> tuple[dict[str,
     collectives: list[Span] = []
     launches: list[Span] = []
     for span in spans:
-        if span.category in KERNEL_CATEGORIES and not span.resource.startswith(_LINK_PREFIX):
+        if span.category in KERNEL_CATEGORIES and not is_link_resource(span.resource):
             kernels.append(span)
-        elif span.category == COLLECTIVE_CATEGORY:
+        elif span.category == COLLECTIVE:
             collectives.append(span)
-        elif span.category == LAUNCH_CATEGORY:
+        elif span.category == LAUNCH:
             launches.append(span)
     kernels.sort(key=_span_order)
     breakdown = dict.fromkeys(BREAKDOWN_CATEGORIES, 0.0)
@@ -270,8 +258,8 @@ def _per_op(spans: list[Span], graph: TaskGraph) -> dict[str, float]:
     order = {label: index for index, label in enumerate(dict.fromkeys(label_of.values()))}
     totals: dict[str, float] = {}
     for span in spans:
-        counted = span.category == COLLECTIVE_CATEGORY or (
-            span.category in KERNEL_CATEGORIES and not span.resource.startswith(_LINK_PREFIX)
+        counted = span.category == COLLECTIVE or (
+            span.category in KERNEL_CATEGORIES and not is_link_resource(span.resource)
         )
         if not counted or span.name not in graph.tasks:
             continue
@@ -283,7 +271,7 @@ def _per_op(spans: list[Span], graph: TaskGraph) -> dict[str, float]:
 def _utilisation(network: Any, latency_s: float) -> dict[str, dict[str, dict[str, float]]]:
     scale = 1.0 / latency_s if latency_s > 0 else 0.0
     devices = {}
-    for name in sorted(network.devices, key=_natural_key):
+    for name in sorted(network.devices, key=natural_key):
         device = network.devices[name]
         devices[name] = {
             "compute": device.compute.unit_busy_s * scale / device.compute.units,
@@ -291,7 +279,7 @@ def _utilisation(network: Any, latency_s: float) -> dict[str, dict[str, dict[str
             "dram_bytes": device.dram.total_bytes,
         }
     links = {}
-    for key in sorted(network.links, key=lambda pair: (_natural_key(pair[0]), _natural_key(pair[1]))):
+    for key in sorted(network.links, key=lambda pair: (natural_key(pair[0]), natural_key(pair[1]))):
         link = network.links[key]
         links[link.name] = {"busy": link.busy_s * scale, "bytes": link.bytes_sent}
     return {"devices": devices, "links": links}
@@ -347,7 +335,7 @@ def summarize(result: Any, graph: TaskGraph, devices: Sequence[str] | None = Non
 
 
 def overlapping_spans(
-    spans: Iterable[Span], category_a: str = COLLECTIVE_CATEGORY, categories_b: Sequence[str] = ("attention",)
+    spans: Iterable[Span], category_a: str = COLLECTIVE, categories_b: Sequence[str] = ("attention",)
 ) -> list[tuple[str, Span, Span]]:
     """Pairs of spans on the same device that run at the same time.
 
@@ -375,7 +363,7 @@ def overlapping_spans(
         if span.category in wanted_b:
             b_of.setdefault(span.device, []).append(span)
     pairs: list[tuple[str, Span, Span]] = []
-    for device in sorted(a_of, key=_natural_key):
+    for device in sorted(a_of, key=natural_key):
         others = sorted(b_of.get(device, ()), key=_span_order)
         if not others:
             continue

@@ -294,5 +294,3 @@ class Attention(_OperatorBase):
 
 Operator = Matmul | BatchedMatmul | Softmax | LayerNorm | Gelu | ElementwiseAdd | Attention
 
-#: Operator classes by op_class, for listings.
-OP_CLASSES: tuple[str, ...] = ("matmul", "softmax", "layernorm", "gelu", "elementwise", "attention")

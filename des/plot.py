@@ -20,7 +20,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-from des.trace import CATEGORIES, Span, _natural_key
+from des.names import SPAN_CATEGORIES, is_link_resource, natural_key
+from des.spans import Span
 from des.units import MS, NS, US
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ _TIME_UNITS = (("s", 1.0), ("ms", MS), ("us", US), ("ns", NS))
 #: depends on the user's rc settings or colour cycle).
 CATEGORY_COLOURS = dict(
     zip(
-        CATEGORIES,
+        SPAN_CATEGORIES,
         (
             "#1f77b4",  # gemm
             "#ff7f0e",  # attention
@@ -49,11 +50,8 @@ CATEGORY_COLOURS = dict(
         strict=True,
     )
 )
-#: Colour of a category outside :data:`des.trace.CATEGORIES`.
+#: Colour of a category outside :data:`des.names.SPAN_CATEGORIES`.
 _UNKNOWN_COLOUR = "#c7c7c7"
-
-#: Prefix of a link row's resource name (``->gpu1``).
-_LINK_PREFIX = "->"
 
 _DPI = 100
 _WIDTH_IN = 12.0
@@ -118,7 +116,7 @@ def _row_order(spans: list[Span], switches: Iterable[str] | None) -> list[tuple[
         switch_set = {
             node
             for node, rows in resources.items()
-            if all(r.startswith(_LINK_PREFIX) for r in rows)
+            if all(is_link_resource(r) for r in rows)
         }
         if len(switch_set) == len(resources):
             switch_set = set()  # only links were traced: nothing tells devices apart
@@ -126,10 +124,10 @@ def _row_order(spans: list[Span], switches: Iterable[str] | None) -> list[tuple[
         switch_set = set(switches)
 
     def node_key(node: str) -> tuple:
-        return (node in switch_set, _natural_key(node), node)
+        return (node in switch_set, natural_key(node), node)
 
     def resource_key(resource: str) -> tuple:
-        return (resource.startswith(_LINK_PREFIX), _natural_key(resource), resource)
+        return (is_link_resource(resource), natural_key(resource), resource)
 
     rows = []
     for node in sorted(resources, key=node_key):
@@ -139,8 +137,8 @@ def _row_order(spans: list[Span], switches: Iterable[str] | None) -> list[tuple[
 
 
 def _category_order(categories: set[str]) -> list[str]:
-    known = [c for c in CATEGORIES if c in categories]
-    return known + sorted(categories - set(CATEGORIES))
+    known = [c for c in SPAN_CATEGORIES if c in categories]
+    return known + sorted(categories - set(SPAN_CATEGORIES))
 
 
 def gantt(

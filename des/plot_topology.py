@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from pathlib import Path
 from typing import Any
 
-from des.specs import ROLE_DEVICE, ROLE_SWITCH, SystemSpec
+from des.names import natural_key
+from des.specs import ROLE_SWITCH, SystemSpec, node_order_key
 from des.units import GIGA, format_seconds
 
 logger = logging.getLogger(__name__)
@@ -36,23 +36,12 @@ _SWITCH_COLOUR = "tab:orange"
 _DPI = 120
 
 
-def _natural_key(name: object) -> tuple[Any, ...]:
-    """Sort key under which ``gpu2`` comes before ``gpu10``."""
-    parts = re.split(r"(\d+)", str(name))
-    return tuple(int(p) if p.isdigit() else p for p in parts)
-
-
-def _node_key(graph: Any, node: object) -> tuple[Any, ...]:
-    """Devices before switches, then natural order of names."""
-    return (graph.nodes[node].get("role") != ROLE_DEVICE, _natural_key(node))
-
-
 def _sorted_edges(graph: Any) -> list[tuple[Any, Any, dict[str, Any]]]:
     edges = []
     for u, v, attrs in graph.edges(data=True):
-        a, b = sorted((u, v), key=lambda n: _node_key(graph, n))
+        a, b = sorted((u, v), key=lambda n: node_order_key(graph, n))
         edges.append((a, b, attrs))
-    edges.sort(key=lambda e: (_node_key(graph, e[0]), _node_key(graph, e[1])))
+    edges.sort(key=lambda e: (node_order_key(graph, e[0]), node_order_key(graph, e[1])))
     return edges
 
 
@@ -92,7 +81,7 @@ def describe_topology(system: SystemSpec) -> str:
         spec_name = spec.name if spec is not None else "?"
         lines.append(f"  {name}  {spec_name}  {_machine(attrs)}")
     switches = sorted(
-        (n for n, role in graph.nodes(data="role") if role == ROLE_SWITCH), key=_natural_key
+        (n for n, role in graph.nodes(data="role") if role == ROLE_SWITCH), key=natural_key
     )
     lines.append(f"switches ({len(switches)}):")
     for name in switches:
@@ -143,11 +132,11 @@ def _layout(system: SystemSpec) -> dict[Any, tuple[float, float]]:
                 for n, a in graph.nodes(data=True)
                 if a.get("role") == ROLE_SWITCH and a.get("node") == m
             ),
-            key=_natural_key,
+            key=natural_key,
         )
         pos.update(_circle(devices, centre, 1.0))
         pos.update(_circle(switches, centre, 0.4 if len(switches) > 1 else 0.0))
-    others = sorted((n for n in graph if n not in pos), key=_natural_key)
+    others = sorted((n for n in graph if n not in pos), key=natural_key)
     span = (len(machines) - 1) * _MACHINE_SPACING
     height = _NETWORK_HEIGHT if len(machines) > 1 else _NETWORK_HEIGHT / 2
     # Leaves (network switches with NICs on them) above the machines they serve; the
@@ -195,7 +184,7 @@ def draw_topology(system: SystemSpec, path: str | Path) -> Path:
 
     devices = list(system.devices)
     switches = sorted(
-        (n for n, r in graph.nodes(data="role") if r == ROLE_SWITCH), key=_natural_key
+        (n for n, r in graph.nodes(data="role") if r == ROLE_SWITCH), key=natural_key
     )
     edges = _sorted_edges(graph)
     top = max((attrs["bandwidth_bytes_per_s"] for _, _, attrs in edges), default=1.0)

@@ -31,10 +31,9 @@ import difflib
 from dataclasses import dataclass, field
 
 from des.errors import DesError
+from des.names import OP_CLASSES
 from des.units import US
 
-#: The operator classes a profile must price (see :attr:`TileSchedule.op_class`).
-OP_CLASSES = ("matmul", "softmax", "layernorm", "gelu", "elementwise", "attention")
 #: Vendors a profile may override; a device's vendor comes from :func:`device_vendor`.
 VENDORS = ("nvidia", "amd")
 

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from des.errors import DesError
+from des.names import natural_key
 from des.units import parse_quantity
 
 # --------------------------------------------------------------------------- helpers
@@ -593,6 +594,11 @@ def collective_from_mapping(data: object, where: str) -> CollectiveParams:
 
 ROLE_DEVICE = "device"
 ROLE_SWITCH = "switch"
+
+
+def node_order_key(graph: Any, node: object) -> tuple[Any, ...]:
+    """Devices before switches, then natural order of names (``des topology show``'s order)."""
+    return (graph.nodes[node].get("role") != ROLE_DEVICE, natural_key(node))
 
 
 @dataclass(frozen=True)

@@ -15,16 +15,6 @@ from typing import Any
 
 from des.errors import DesError
 
-#: Trace categories for kernels by operator class (see des.trace.CATEGORIES).
-CATEGORY_OF_CLASS = {
-    "matmul": "gemm",
-    "attention": "attention",
-    "softmax": "attention",
-    "layernorm": "norm",
-    "gelu": "elementwise",
-    "elementwise": "elementwise",
-}
-
 
 @dataclass(frozen=True)
 class KernelTask:

@@ -33,8 +33,9 @@ from des.collectives.ring import Collective, CollectiveResult, RingCollective, c
 from des.collectives.rings import machine_groups
 from des.errors import DesError
 from des.hardware.network import Network
+from des.names import COLLECTIVE
+from des.spans import Trace
 from des.specs import ALGORITHMS, CollectiveParams
-from des.trace import Trace
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class HierarchicalCollective(Collective):
         if launch > 0:
             yield env.timeout(launch)
             for rank in self.group:
-                self.trace.add(rank, self.stream, f"{self.name} launch", "collective", start, env.now)
+                self.trace.add(rank, self.stream, f"{self.name} launch", COLLECTIVE, start, env.now)
         results: list[CollectiveResult] = []
         sent = 0.0
         for _label, collectives in self.phases:

@@ -34,8 +34,9 @@ from des.collectives.rings import ring_orders
 from des.errors import DesError
 from des.hardware.link import send
 from des.hardware.network import Network
+from des.names import COLLECTIVE, COLLECTIVE_STEP
+from des.spans import Trace
 from des.specs import CollectiveParams
-from des.trace import Trace
 
 #: Collective kinds and the steps each runs: (reduce-scatter steps, all-gather steps)
 #: as multiples of (n - 1).
@@ -285,7 +286,7 @@ class RingCollective(Collective):
         yield simpy.AllOf(env, senders)
         if units:
             device.compute.release(units)
-        self.trace.add(rank, self.stream, self.name, "collective", start, env.now)
+        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now)
 
     def _wait(self, channel: _Channel, position: int, step: int, piece: int):
         """Event a sender waits on until piece ``piece`` of ``step`` has arrived (or None)."""
@@ -364,7 +365,7 @@ class RingCollective(Collective):
                 if not read.processed:
                     yield read
             phase = "rs" if step < reduce_steps else "ag"
-            trace.add(rank, step_row, f"{self.name} {phase} step {step}", "collective-step", step_start, env.now)
+            trace.add(rank, step_row, f"{self.name} {phase} step {step}", COLLECTIVE_STEP, step_start, env.now)
         # Done when the last step's pieces have all arrived here too.
         last = self.steps - 1
         event = self._wait(channel, position, last, self.pieces - 1)

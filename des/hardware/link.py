@@ -21,7 +21,8 @@ from collections.abc import Callable, Sequence
 import simpy
 
 from des.errors import DesError
-from des.trace import Trace
+from des.names import LINK, link_resource
+from des.spans import Trace
 
 
 class Link:
@@ -48,7 +49,7 @@ class Link:
         self.bytes_sent = 0.0
         self.busy_s = 0.0
         #: Trace row name on the source node.
-        self.resource = f"->{dst}"
+        self.resource = link_resource(dst)
         self.up = True
 
     @property
@@ -94,7 +95,7 @@ class _Hop:
         start, end = link.reserve(now, self.nbytes, self.efficiency)
         trace = self.trace
         if trace is not None and trace.links:
-            trace.add(link.src, link.resource, self.label, "link", start, end)
+            trace.add(link.src, link.resource, self.label, LINK, start, end)
         self.index += 1
         last = self.index == len(self.route)
         delay = end + link.latency_s - now
