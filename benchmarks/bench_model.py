@@ -6,8 +6,8 @@ attention, once per architecture (standard, parallel, kraken). Targets: <= 20 s 
 <= 1 GB per architecture on the project's 2-core machine.
 
 Every run is one fresh Python subprocess (this script re-invoked with ``--child``) that
-imports des, builds and memory-checks the point (:func:`des.cli_run.prepare_point`),
-simulates and summarises it (:func:`des.cli_run.simulate_point`, tracing as ``des run``
+imports des, builds and memory-checks the point (:func:`des.study.prepare_point`),
+simulates and summarises it (:func:`des.study.simulate_point`, tracing as ``des run``
 does) and reports, as one JSON line: the point's wall time (prepare + simulate, the
 figure the target is about), its parts (graph build, engine run, mapper searches,
 metrics), the process's own wall time from interpreter start, its peak resident memory
@@ -71,7 +71,7 @@ def run_child(spec_json: str, tracemalloc_on: bool, profile_top: int) -> None:
     import des.engine
     import des.mapper
     import des.metrics
-    from des.cli_run import PointSpec, prepare_point, simulate_point
+    from des.study import PointSpec, prepare_point, simulate_point
 
     # Wrap (in this process only) the pieces whose time we want to split out.
     timers = {"engine_s": 0.0, "mapper_search_s": 0.0, "metrics_s": 0.0, "mapper_searches": 0}

@@ -30,29 +30,20 @@ from typing import Any
 
 import simpy
 
-from des.collectives import CollectiveResult, make_collective
-from des.errors import DesError
-from des.faults import (
-    FAIL,
-    Fault,
-    FaultError,
-    apply_faults,
-    check_groups,
-    disconnection,
-    fault_edges,
-    split_faults,
-)
+from des.collectives import CollectiveResult, buffer_bytes, make_collective
+from des.errors import DesError, DoesNotFitError
+from des.faults import Fault, FaultError, FaultPlan, task_list
 from des.hardware import Network
 from des.names import CATEGORY_OF_CLASS, LAUNCH, OTHER
+from des.runtime import LaunchFn
 from des.spans import Trace
 from des.specs import DeviceSpec, SystemSpec
 from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
-from des.units import format_seconds
+from des.units import format_bytes, format_seconds
 
 logger = logging.getLogger(__name__)
 
 ScheduleFn = Callable[[DeviceSpec, Any], Any]
-LaunchFn = Callable[[Any, DeviceSpec], float]
 
 
 @dataclass
@@ -108,6 +99,14 @@ class Engine:
     faults : sequence of Fault, optional
         Links or nodes that fail or slow down, before the run or at a time
         (:func:`des.faults.parse_faults`).
+    progress : des.progress.Progress, optional
+        Told the run's work before it starts (one unit per kernel, one per piece a
+        collective sends) and each unit as it is done: a progress bar. It never
+        changes what is simulated.
+    max_piece_transfers : int, optional
+        The most piece transfers one collective may simulate
+        (:func:`des.hardware.network.default_max_piece_transfers` by default); a call
+        that needs more is refused before the run.
     """
 
     def __init__(
@@ -118,17 +117,18 @@ class Engine:
         launch_fn: LaunchFn | None = None,
         execution: str = "wave",
         faults: Sequence[Fault] = (),
+        progress: Any = None,
+        max_piece_transfers: int | None = None,
     ) -> None:
         if execution not in ("wave", "tile"):
             raise DesError(f"execution must be 'wave' or 'tile', got {execution!r}")
+        self.fault_plan = FaultPlan(system, faults)
         self.original_system = system
-        self.faults = tuple(faults)
-        self._before, self._timed = split_faults(self.faults)
-        if self.faults:
-            system = apply_faults(system, self.faults)
-        self.system = system
+        self.faults = self.fault_plan.faults
+        self.system = system = self.fault_plan.system
         self.env = simpy.Environment()
-        self.network = Network(self.env, system)
+        self.progress = progress
+        self.network = Network(self.env, system, max_piece_transfers, progress)
         self.trace = trace if trace is not None else Trace()
         self.schedule_fn = schedule_fn if schedule_fn is not None else mapper_schedule
         self.launch_fn = launch_fn
@@ -178,6 +178,10 @@ class Engine:
                     waits.append(previous)
                 last_in_stream[key] = task.name
             prepared.append((task, work, waits))
+        if self.progress is not None:
+            self.progress.start(
+                sum(1 if isinstance(task, KernelTask) else work.piece_transfers for task, work, _waits in prepared)
+            )
         for task, work, waits in prepared:
             env.process(self._task(task, work, [done[name] for name in waits], done[task.name], starts, ends, collectives))
         applied = self._simulate(graph, ends)
@@ -194,7 +198,7 @@ class Engine:
             trace=self.trace,
             network=self.network,
             events=_events_scheduled(env),
-            faults_applied=self._before + applied,
+            faults_applied=self.fault_plan.before + applied,
         )
 
     # ----------------------------------------------------------------- faults
@@ -208,69 +212,26 @@ class Engine:
 
     def _check_faults(self, graph: TaskGraph) -> None:
         """Before the run: no task on a failed device, no collective cut apart."""
-        if not self._before:
-            return
-        uses = self._uses(graph, graph.tasks)
-        # One check per distinct device set (a model repeats the same group).
-        distinct: dict[tuple[str, ...], str] = {}
-        for name, devices in uses.items():
-            distinct.setdefault(devices, name)
-        check_groups(
-            self.original_system, self.system, self._before, {f"task '{name}'": devices for devices, name in distinct.items()}
-        )
+        self.fault_plan.check_before(self._uses(graph, graph.tasks))
 
     def _simulate(self, graph: TaskGraph, ends: dict[str, float]) -> tuple[Fault, ...]:
-        """``env.run()``, stopping at each timed fault to apply it; return those applied."""
+        """``env.run()`` through the timed faults (:class:`~des.faults.FaultPlan`); return those applied."""
         env = self.env
         total = len(graph.tasks)
-        applied: list[Fault] = []
         try:
-            for fault in self._timed:
-                if len(ends) == total:
-                    break
-                if fault.at_s > env.now:
-                    env.run(until=fault.at_s)
-                if len(ends) == total:
-                    break
-                self._apply(fault, graph, ends)
-                applied.append(fault)
+            applied = self.fault_plan.run_through(
+                env,
+                self.network,
+                lambda: len(ends) == total,
+                lambda: self._uses(graph, [name for name in graph.tasks if name not in ends]),
+            )
             env.run()
         except FaultError:
             raise
         except DesError as exc:
             unfinished = [name for name in graph.tasks if name not in ends]
-            raise DesError(f"{exc}; the run stopped at {format_seconds(env.now)} with {_task_list(unfinished)} unfinished") from None
-        return tuple(applied)
-
-    def _apply(self, fault: Fault, graph: TaskGraph, ends: dict[str, float]) -> None:
-        """Apply a timed fault to the live network; stop if unfinished work is now stranded."""
-        network = self.network
-        if fault.action == FAIL:
-            if fault.is_link:
-                network.fail_link(*fault.endpoints)
-            else:
-                network.fail_node(fault.endpoints[0])
-        else:
-            for u, v in fault_edges(network.graph, fault):
-                network.scale_link(u, v, fault.factor)
-        logger.info("t=%s: %s", format_seconds(self.env.now), fault.option)
-        if fault.action != FAIL:
-            return
-        unfinished = [name for name in graph.tasks if name not in ends]
-        stranded = []
-        reason = None
-        checked: dict[tuple[str, ...], str | None] = {}
-        for name, devices in self._uses(graph, unfinished).items():
-            if devices not in checked:
-                checked[devices] = disconnection(self.original_system.graph, network.graph, devices)
-            if checked[devices] is not None:
-                stranded.append(name)
-                reason = reason or checked[devices]
-        if stranded:
-            raise FaultError(
-                f"at {format_seconds(self.env.now)}, {fault.option}: {reason}; "
-                f"{_task_list(stranded)} could not finish ({len(unfinished)} unfinished in all)"
-            )
+            raise DesError(f"{exc}; the run stopped at {format_seconds(env.now)} with {task_list(unfinished)} unfinished") from None
+        return applied
 
     @staticmethod
     def _stuck_message(graph: TaskGraph, unfinished: list[str], ends: dict[str, float]) -> str:
@@ -302,6 +263,8 @@ class Engine:
             collectives[task.name] = result
         else:
             yield from self._kernel(task, *work)
+            if self.progress is not None:
+                self.progress.advance()
         ends[task.name] = env.now
         done.succeed()
 
@@ -347,13 +310,6 @@ class Engine:
         yield simpy.AllOf(env, [env.process(tile()) for _ in range(group.units)])
 
 
-def _task_list(names: list[str], shown: int = 5) -> str:
-    """``3 tasks ('a', 'b', 'c')``, at most ``shown`` names."""
-    listed = ", ".join(f"'{name}'" for name in names[:shown])
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return f"{len(names)} task{'s' if len(names) != 1 else ''} ({listed}{more})"
-
-
 def _events_scheduled(env: simpy.Environment) -> int:
     """Events scheduled so far: SimPy numbers every scheduled event from one counter.
 
@@ -371,17 +327,28 @@ def mapper_schedule(device: DeviceSpec, operator: Any):
     return schedule_for(device, operator)[0]
 
 
-def runtime_launch(name: str) -> LaunchFn:
-    """Launch function of the runtime profile ``name`` (``eager`` or ``graph``)."""
-    from des.runtime import runtime_profile
-
-    profile = runtime_profile(name)
-    return lambda schedule, device: profile.launch_overhead_for(schedule.op_class, device.name)
-
-
 def simulate(system: SystemSpec, graph: TaskGraph, **options) -> RunResult:
     """Build an :class:`Engine` for ``system`` with ``options`` and run ``graph``."""
     return Engine(system, **options).run(graph)
+
+
+def check_buffers(system: SystemSpec, kind: str, group: Sequence[str], nbytes: float) -> None:
+    """Refuse a collective whose send and receive buffers do not fit a rank's DRAM.
+
+    Raises
+    ------
+    DoesNotFitError
+        Naming the device, the bytes needed (:func:`~des.collectives.buffer_bytes`)
+        and its capacity.
+    """
+    need = buffer_bytes(kind, nbytes, len(group))
+    for device in group:
+        spec = system.device_spec(device)
+        if need > spec.dram_capacity_bytes:
+            raise DoesNotFitError(
+                f"{kind} of {format_bytes(nbytes)} needs {format_bytes(need)} of send and receive buffers "
+                f"per rank, more than the {format_bytes(spec.dram_capacity_bytes)} of {device} ({spec.name})"
+            )
 
 
 def simulate_collective(
@@ -392,14 +359,17 @@ def simulate_collective(
     trace: Trace | None = None,
     algorithm: str | None = None,
     faults: Sequence[Fault] = (),
+    **options: Any,
 ) -> CollectiveResult:
     """Run one collective alone on an idle system and return its result.
 
     ``algorithm`` (``ring``, ``hierarchical`` or ``auto``) overrides the system's
-    ``collective.algorithm``; ``faults`` are applied as by :class:`Engine`.
+    ``collective.algorithm``; ``faults`` are applied as by :class:`Engine`, and
+    ``options`` (``progress``, ``max_piece_transfers``) passed to it.
     """
     if algorithm is not None:
         system = dataclasses.replace(system, collective=dataclasses.replace(system.collective, algorithm=algorithm))
+    check_buffers(system, kind, group, nbytes)
     graph = TaskGraph()
     graph.add(CollectiveTask(kind, kind, tuple(group), nbytes))
-    return Engine(system, trace=trace, faults=faults).run(graph).collectives[kind]
+    return Engine(system, trace=trace, faults=faults, **options).run(graph).collectives[kind]

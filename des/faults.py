@@ -35,7 +35,7 @@ import dataclasses
 import difflib
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -335,3 +335,106 @@ def describe(fault: Fault) -> str:
     if fault.action == FAIL:
         return f"{fault.target} fails {when}"
     return f"{fault.target} bandwidth x{fault.factor:g} {when}"
+
+
+# --------------------------------------------------------------------------- during the run
+
+
+#: ``uses() -> {task name: devices}`` of the work not finished yet.
+UnfinishedUses = Callable[[], dict[str, tuple[str, ...]]]
+
+
+class FaultPlan:
+    """The faults of one run, and what the engine asks of them.
+
+    Built with the system and the faults, it holds the system the run is built on
+    (:attr:`system`: the faults before the run applied to a copy). The engine then
+    asks it to stop a run the faults break before it starts (:meth:`check_before`) and
+    to drive the simulation through the timed faults (:meth:`run_through`), each
+    applied to the live network before anything else that happens at its instant.
+
+    Parameters
+    ----------
+    system : SystemSpec
+        The system as given.
+    faults : sequence of Fault
+        From :func:`parse_faults`.
+    """
+
+    def __init__(self, system: SystemSpec, faults: Sequence[Fault] = ()) -> None:
+        self.original = system
+        self.faults = tuple(faults)
+        self.before, self.timed = split_faults(self.faults)
+        self.system = apply_faults(system, self.faults) if self.faults else system
+
+    def check_before(self, uses: dict[str, tuple[str, ...]]) -> None:
+        """Stop the run before it starts if the faults before it break a task.
+
+        ``uses`` maps each task's name to the devices it runs on; one check is made per
+        distinct device set (a model repeats the same group thousands of times).
+        """
+        if not self.before:
+            return
+        distinct: dict[tuple[str, ...], str] = {}
+        for name, devices in uses.items():
+            distinct.setdefault(devices, name)
+        check_groups(self.original, self.system, self.before, {f"task '{name}'": devices for devices, name in distinct.items()})
+
+    def run_through(self, env: Any, network: Any, finished: Callable[[], bool], unfinished: UnfinishedUses) -> tuple[Fault, ...]:
+        """Run ``env`` up to each timed fault in turn and apply it; return those applied.
+
+        A fault whose time comes after the work is done (``finished()``) does not
+        happen. The caller runs the rest of the simulation (``env.run()``).
+
+        Raises
+        ------
+        FaultError
+            When a failure leaves unfinished work unable to finish.
+        """
+        applied: list[Fault] = []
+        for fault in self.timed:
+            if finished():
+                break
+            if fault.at_s > env.now:
+                env.run(until=fault.at_s)
+            if finished():
+                break
+            self._apply(fault, env, network, unfinished)
+            applied.append(fault)
+        return tuple(applied)
+
+    def _apply(self, fault: Fault, env: Any, network: Any, unfinished: UnfinishedUses) -> None:
+        """Apply a timed fault to the live network; stop if unfinished work is now stranded."""
+        if fault.action == FAIL:
+            if fault.is_link:
+                network.fail_link(*fault.endpoints)
+            else:
+                network.fail_node(fault.endpoints[0])
+        else:
+            for u, v in fault_edges(network.graph, fault):
+                network.scale_link(u, v, fault.factor)
+        logger.info("t=%s: %s", format_seconds(env.now), fault.option)
+        if fault.action != FAIL:
+            return
+        uses = unfinished()
+        stranded = []
+        reason = None
+        checked: dict[tuple[str, ...], str | None] = {}
+        for name, devices in uses.items():
+            if devices not in checked:
+                checked[devices] = disconnection(self.original.graph, network.graph, devices)
+            if checked[devices] is not None:
+                stranded.append(name)
+                reason = reason or checked[devices]
+        if stranded:
+            raise FaultError(
+                f"at {format_seconds(env.now)}, {fault.option}: {reason}; "
+                f"{task_list(stranded)} could not finish ({len(uses)} unfinished in all)"
+            )
+
+
+def task_list(names: Sequence[str], shown: int = 5) -> str:
+    """``3 tasks ('a', 'b', 'c')``, at most ``shown`` names."""
+    listed = ", ".join(f"'{name}'" for name in names[:shown])
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} task{'s' if len(names) != 1 else ''} ({listed}{more})"

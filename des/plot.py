@@ -14,6 +14,7 @@ identical spans give identical bytes.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections import defaultdict
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from des.names import SPAN_CATEGORIES, is_link_resource, natural_key
+from des.outputs import write_bytes
 from des.spans import Span
 from des.units import MS, NS, US
 
@@ -240,7 +242,10 @@ def gantt(
     fig.tight_layout()
     out = Path(path)
     # No "Software" entry: the PNG then holds nothing but the picture, byte-identical
-    # across runs and matplotlib versions' metadata.
-    canvas.print_png(out, metadata={"Software": None})
+    # across runs and matplotlib versions' metadata. Drawn in memory, then written so
+    # that a failed write never leaves half a file over an old chart.
+    buffer = io.BytesIO()
+    canvas.print_png(buffer, metadata={"Software": None})
+    write_bytes(out, buffer.getvalue())
     logger.debug("wrote Gantt chart of %d spans in %d rows to %s", len(spans), len(rows), out)
     return out

@@ -12,12 +12,14 @@ above the leaves, 2D grids as grids.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from des.names import natural_key
+from des.outputs import write_bytes
 from des.specs import ROLE_SWITCH, SystemSpec, node_order_key
 from des.units import GIGA, format_seconds
 
@@ -252,6 +254,8 @@ def draw_topology(system: SystemSpec, path: str | Path) -> Path:
     ax.margins(0.12)
     fig.tight_layout()
     out = Path(path)
-    fig.savefig(out, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_bytes(out, buffer.getvalue())
     logger.info("drew topology of %s to %s", system.name, out)
     return out

@@ -28,7 +28,9 @@ Presets
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from des.errors import DesError
 from des.names import OP_CLASSES
@@ -143,6 +145,22 @@ _PRESETS = {"eager": _eager, "graph": _graph}
 def runtime_names() -> list[str]:
     """Names of the preset runtime profiles."""
     return sorted(_PRESETS)
+
+
+#: ``launch_fn(schedule, device_spec) -> seconds``: the launch overhead of one kernel.
+LaunchFn = Callable[[Any, Any], float]
+
+
+def runtime_launch(name: str) -> LaunchFn:
+    """The engine's launch function for the runtime profile ``name`` (``eager``, ``graph``).
+
+    Raises
+    ------
+    DesError
+        For an unknown profile name.
+    """
+    profile = runtime_profile(name)
+    return lambda schedule, device: profile.launch_overhead_for(schedule.op_class, device.name)
 
 
 def runtime_profile(name: str) -> RuntimeProfile:

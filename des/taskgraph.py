@@ -39,6 +39,9 @@ class KernelTask:
     label : str
         What the task is within its workload (``qkv``, ``w1``...), shared by the same
         operator in every layer and on every device: per-operator metrics sum by it.
+    layer : int or None
+        The model layer the task belongs to (1-based), ``None`` outside any layer
+        (embedding, head, synthetic work): charts of a few layers select by it.
     """
 
     name: str
@@ -49,6 +52,7 @@ class KernelTask:
     deps: tuple[str, ...] = ()
     category: str | None = None
     label: str = ""
+    layer: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class CollectiveTask:
         Tasks that must finish first (on any device).
     label : str
         What the task is within its workload (``allreduce``, ``allgather``...).
+    layer : int or None
+        The model layer the task belongs to (1-based), ``None`` outside any layer.
     """
 
     name: str
@@ -80,6 +86,7 @@ class CollectiveTask:
     stream: str = "comm"
     deps: tuple[str, ...] = ()
     label: str = ""
+    layer: int | None = None
 
 
 Task = KernelTask | CollectiveTask

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from des.names import SPAN_CATEGORIES, natural_key
+from des.outputs import write_text
 from des.spans import Span, Trace
 
 #: Span categories (:data:`des.names.SPAN_CATEGORIES`).
@@ -56,6 +57,10 @@ def chrome_trace(spans: Iterable[Span]) -> dict:
 
 
 def write_chrome_trace(spans: Iterable[Span], path: Path) -> None:
-    """Write :func:`chrome_trace` to ``path`` (byte-identical for identical spans)."""
+    """Write :func:`chrome_trace` to ``path`` (byte-identical for identical spans).
+
+    The file is replaced only once the new one is complete (:mod:`des.outputs`); a
+    failed write is a :class:`~des.errors.DesError` and leaves an old file as it was.
+    """
     text = json.dumps(chrome_trace(spans), separators=(",", ":"), sort_keys=True)
-    Path(path).write_text(text + "\n", encoding="utf-8")
+    write_text(path, text + "\n")

@@ -28,9 +28,9 @@ import math
 import networkx as nx
 import numpy as np
 
-from des.calibration import calibration_dir, read_rows
 from des.collectives.closed_form import pipelined_ring_time_s
 from des.collectives.rings import ring_orders
+from des.validate.calibration import calibration_dir, read_rows
 from topologies import load_system
 
 

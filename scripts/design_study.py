@@ -33,8 +33,8 @@ import sys
 from pathlib import Path
 
 from des.area import area_and_cost
-from des.cli_run import PointSpec, prepare_point, run_study, simulate_point
 from des.errors import DoesNotFitError
+from des.study import PointSpec, prepare_point, run_study, simulate_point
 from des.units import GIGA, GiB, MiB
 
 logger = logging.getLogger("design_study")

@@ -32,9 +32,9 @@ import math
 import sys
 from pathlib import Path
 
-from des.cli_run import PointSpec, draw_point_gantt, prepare_point, run_study, simulate_point
 from des.errors import DoesNotFitError
 from des.metrics import BREAKDOWN_CATEGORIES
+from des.study import PointSpec, draw_point_gantt, prepare_point, run_study, simulate_point
 
 logger = logging.getLogger("kraken_ttft")
 

@@ -38,11 +38,11 @@ import logging
 import sys
 from pathlib import Path
 
-from des.cli_run import PointSpec, draw_point_gantt, prepare_point, run_study, simulate_point
 from des.errors import DesError, DoesNotFitError
 from des.faults import FaultError, link_name
 from des.metrics import BREAKDOWN_CATEGORIES
 from des.specs import LinkSpec
+from des.study import PointSpec, draw_point_gantt, prepare_point, run_study, simulate_point
 from topologies import (
     fully_connected,
     load_system,

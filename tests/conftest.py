@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+#: The suite's own schedule cache, so tests never fill (or read) the user's ~/.cache/des.
+_CACHE: list[str] = []
+
+
+def pytest_configure(config):
+    """Point ``DES_CACHE_DIR`` at a fresh temporary folder for the whole run (subprocesses too)."""
+    folder = tempfile.mkdtemp(prefix="des-test-cache-")
+    _CACHE.append(folder)
+    os.environ["DES_CACHE_DIR"] = folder
+
+
+def pytest_unconfigure(config):
+    for folder in _CACHE:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

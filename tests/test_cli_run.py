@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 from helpers import call
 
-from des.cli_run import PointSpec, run_point
 from des.metrics import BREAKDOWN_CATEGORIES, overlapping_spans
+from des.study import PointSpec, run_point
 from des.trace import CATEGORIES, Span
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ("--model", "gpt3-1.3b", "--tp", "4", "--seq", "128", "--layers", "1")
+#: The same for decode, which takes no --seq (it attends over --kv-len).
+SMALL_DECODE = ("--model", "gpt3-1.3b", "--tp", "4", "--layers", "1")
 KERNEL_CATS = {"norm", "gemm", "attention", "elementwise", "collective"}
 
 
@@ -83,9 +85,10 @@ def test_unfused_attention_has_its_three_kernels(capsys):
 
 
 def test_decode_reports_time_per_output_token(capsys):
-    record = run_json(capsys, "--arch", "standard", *SMALL, "--phase", "decode", "--kv-len", "512")
+    record = run_json(capsys, "--arch", "standard", *SMALL_DECODE, "--phase", "decode", "--kv-len", "512")
     assert record["metric"] == "tpot_s"
     assert record["phase"] == "decode" and record["kv_len"] == 512
+    assert record["seq"] is None  # decode ignores the prompt length, and says so
     assert record["latency_s"] > 0
     assert math.isclose(sum(record["breakdown_s"].values()), record["latency_s"], rel_tol=1e-9)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from des.engine import Engine, runtime_launch
+from des.engine import Engine
 from des.mapper.schedule import TileSchedule, WaveGroup
 from des.operators import Attention, LayerNorm, Matmul, Softmax
-from des.runtime import runtime_profile
+from des.runtime import runtime_launch, runtime_profile
 from des.taskgraph import KernelTask, TaskGraph
 from topologies import load_system
 

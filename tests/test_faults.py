@@ -17,12 +17,12 @@ from helpers import call
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from des.cli_run import PointSpec, run_point
 from des.engine import simulate_collective
 from des.errors import DesError
 from des.faults import FaultError, apply_faults, parse_degrade, parse_fault, parse_faults
 from des.hardware import Network, send
 from des.specs import CollectiveParams, LinkSpec
+from des.study import PointSpec, run_point
 from des.trace import Trace
 from topologies import load_device, load_system, ring, system_from_graph
 

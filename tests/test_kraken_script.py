@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from des.cli_run import PointSpec
+from des.study import PointSpec
 
 ARCHS = ("standard", "parallel", "kraken")
 

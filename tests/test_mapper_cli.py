@@ -8,7 +8,7 @@ import json
 import pytest
 from test_mapper_support import CALIBRATION, REPO
 
-from des.cli_op import add_op_commands, add_validate_operators
+from des.cli import op, validate
 from des.errors import DesError
 
 
@@ -23,8 +23,8 @@ def private_cache(tmp_path, monkeypatch):
 def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="des")
     commands = parser.add_subparsers(dest="command")
-    add_op_commands(commands)
-    add_validate_operators(commands.add_parser("validate").add_subparsers(dest="what"))
+    op.add_command(commands)
+    validate.add_command(commands)
     args = parser.parse_args(argv)
     return args.func(args)
 

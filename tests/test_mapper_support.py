@@ -5,11 +5,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from helpers import calibration_path
+
 from des.specs import DeviceSpec
 from topologies import load_device
 
 REPO = Path(__file__).resolve().parents[1]
-CALIBRATION = REPO.parent / "shared" / "calibration"
+#: The calibration folder through des's one lookup ($DES_CALIBRATION_DIR honoured);
+#: tests that need it skip where it is absent.
+CALIBRATION = calibration_path()
 
 
 def load_preset(name: str) -> DeviceSpec:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from test_mapper_support import CALIBRATION, load_preset
 
-from des.calibration import calibration_dir
 from des.errors import DesError
-from des.validate_operators import format_validation, validate_operators
+from des.validate.calibration import calibration_dir
+from des.validate.operators import format_validation, validate_operators
 
 needs_calibration = pytest.mark.skipif(
     not (CALIBRATION / "a100_matmul.csv").is_file(),

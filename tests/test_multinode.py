@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-from des.calibration import calibration_dir, read_rows
 from des.cli import main
 from des.collectives import ring_orders
 from des.engine import Engine, simulate_collective
@@ -14,6 +13,7 @@ from des.errors import DesError
 from des.specs import CollectiveParams, LinkSpec
 from des.taskgraph import CollectiveTask, TaskGraph
 from des.trace import Trace
+from des.validate.calibration import calibration_dir, read_rows
 from topologies import load_device, load_system, multi_node, system_from_graph
 
 NVLINK = LinkSpec(300e9, 0.35e-6)

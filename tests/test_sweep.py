@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from des.cli import main
-from des.cli_run import PointSpec, run_point
 from des.errors import DesError
+from des.study import PointSpec, run_point
 from des.sweep import apply_overrides, load_sweep
 from des.sweep.output import WALL_COLUMN, columns
 
@@ -300,22 +300,14 @@ def test_parquet_copy_when_pyarrow_is_installed(tmp_path, capsys):
 
 
 def test_override_shadowed_by_protocols_is_refused_not_ignored():
-    from des.cli_run import PointSpec, point_system
     from des.errors import DesError
+    from des.study import build_system
 
-    shadowed = PointSpec(system="dgx-a100", system_overrides=(("collective.bandwidth_efficiency", 0.3),))
     with pytest.raises(DesError, match=r"collective.bandwidth_efficiency is set per protocol.*protocols.<protocol>"):
-        point_system(shadowed)
+        build_system("dgx-a100", (("collective.bandwidth_efficiency", 0.3),))
     # Without the protocols the same override takes effect.
-    single = point_system(
-        PointSpec(
-            system="dgx-a100",
-            system_overrides=(("collective.protocols", None), ("collective.bandwidth_efficiency", 0.3)),
-        )
-    )
+    single = build_system("dgx-a100", (("collective.protocols", None), ("collective.bandwidth_efficiency", 0.3)))
     assert single.collective.protocols == ()
     assert single.collective.bandwidth_efficiency == 0.3
-    per_protocol = point_system(
-        PointSpec(system="dgx-a100", system_overrides=(("collective.protocols.simple.bandwidth_efficiency", 0.3),))
-    )
+    per_protocol = build_system("dgx-a100", (("collective.protocols.simple.bandwidth_efficiency", 0.3),))
     assert dict(per_protocol.collective.protocols)["simple"].bandwidth_efficiency == 0.3

@@ -267,6 +267,8 @@ class _GraphBuilder:
         self.devices = devices
         self.s = shapes
         self.dtype = shapes.dtype
+        #: The layer (1-based) the tasks being added belong to; None outside the layers.
+        self.layer: int | None = None
 
     # ------------------------------------------------------------------ primitives
 
@@ -287,7 +289,9 @@ class _GraphBuilder:
         out: Deps = []
         for rank, device in enumerate(self.devices):
             name = f"{prefix}.{step}.r{rank}"
-            self.graph.add(KernelTask(name, device, operator=op, deps=deps[rank], category=category, label=label))
+            self.graph.add(
+                KernelTask(name, device, operator=op, deps=deps[rank], category=category, label=label, layer=self.layer)
+            )
             out.append((name,))
         return out
 
@@ -297,7 +301,7 @@ class _GraphBuilder:
             return after
         deps = tuple(dict.fromkeys(name for names in after for name in names))
         name = f"{prefix}.{step}"
-        self.graph.add(CollectiveTask(name, kind, self.devices, float(nbytes), deps=deps, label=kind))
+        self.graph.add(CollectiveTask(name, kind, self.devices, float(nbytes), deps=deps, label=kind, layer=self.layer))
         return [(name,)] * len(self.devices)
 
     # ------------------------------------------------------------------ pieces
@@ -378,13 +382,15 @@ class _GraphBuilder:
         fused = attention == "fused"
         x = self.embedding() if whole else None
         for index in range(layers):
-            p = f"L{index + 1}"
+            self.layer = index + 1
+            p = f"L{self.layer}"
             if arch == "standard":
                 x = self.standard_layer(p, x, fused)
             elif arch == "parallel":
                 x = self.parallel_layer(p, x, fused)
             else:
                 x = self.kraken_layer(p, x, fused, first=index == 0)
+        self.layer = None
         if whole:
             self.head(x, arch)
         return self.graph

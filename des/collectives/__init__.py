@@ -8,7 +8,7 @@ from des.collectives.closed_form import (
     ring_time_s,
 )
 from des.collectives.hierarchical import HierarchicalCollective, choose_algorithm, make_collective
-from des.collectives.ring import KINDS, CollectiveResult, RingCollective
+from des.collectives.ring import KINDS, CollectiveResult, RingCollective, buffer_bytes
 from des.collectives.rings import ring_orders
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "CollectiveResult",
     "HierarchicalCollective",
     "RingCollective",
+    "buffer_bytes",
     "choose_algorithm",
     "choose_protocol",
     "hierarchical_time_s",

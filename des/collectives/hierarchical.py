@@ -104,6 +104,8 @@ class HierarchicalCollective(Collective):
         else:
             plan = [rings("allgather", peers, share, "inter ag"), rings("allgather", machines, self.nbytes, "intra ag")]
         self.phases = [(label, collectives) for label, collectives in plan if collectives]
+        #: Piece transfers of all the phases' rings together.
+        self.piece_transfers = sum(c.piece_transfers for _label, collectives in self.phases for c in collectives)
         self.machines = tuple(machines)
         #: The call's one launch: with protocols, that of the costliest protocol it runs.
         self.launch_s = params.launch_latency_s
@@ -181,7 +183,7 @@ def choose_algorithm(network: Network, kind: str, group, nbytes: float, params: 
         times = {}
         for algorithm in ("ring", "hierarchical"):
             env = simpy.Environment()
-            idle = Network(env, network.system)
+            idle = Network(env, network.system, network.max_piece_transfers)
             collective = _build(algorithm, idle, kind, group, nbytes, params, Trace(enabled=False), None, "comm")
             process = env.process(collective.run())
             env.run()

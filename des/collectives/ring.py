@@ -37,6 +37,7 @@ from des.hardware.network import Network
 from des.names import COLLECTIVE, COLLECTIVE_STEP
 from des.spans import Trace
 from des.specs import CollectiveParams
+from des.units import format_bytes
 
 #: Collective kinds and the steps each runs: (reduce-scatter steps, all-gather steps)
 #: as multiples of (n - 1).
@@ -118,6 +119,18 @@ class _Channel:
         self.waiting: list[tuple[int, int, simpy.Event] | None] = [None] * n
 
 
+def buffer_bytes(kind: str, nbytes: float, ranks: int) -> float:
+    """Bytes of send and receive buffers one rank holds for a call (nccl-tests' layout).
+
+    All-reduce: ``nbytes`` in and ``nbytes`` out; all-gather: ``nbytes / ranks`` in and
+    the gathered ``nbytes`` out; reduce-scatter: ``nbytes`` in and ``nbytes / ranks`` out.
+    """
+    check_kind(kind)
+    if kind == "allreduce":
+        return 2.0 * nbytes
+    return nbytes + nbytes / ranks
+
+
 def check_kind(kind: str) -> None:
     """Raise :class:`DesError` unless ``kind`` is one of :data:`KINDS`."""
     if kind not in KINDS:
@@ -191,8 +204,14 @@ class RingCollective(Collective):
 
     def _plan(self) -> None:
         network, params = self.network, self.params
-        self.rings = tuple(ring_orders(network.graph, self.group, params.channels))
         n = len(self.group)
+        rs, ag = KINDS[self.kind]
+        steps = (rs + ag) * (n - 1)
+        # Before the rings are searched for (itself costly on a huge group): every rank
+        # sends at least one piece per step, and at least ceil(share / chunk) pieces.
+        least = max(1.0, self.nbytes / n / params.chunk_bytes) if math.isfinite(params.chunk_bytes) else 1.0
+        self._check_budget(n * steps * least, params, "at least")
+        self.rings = tuple(ring_orders(network.graph, self.group, params.channels))
         self._routes = [
             [network.route(ring[i], ring[(i + 1) % n]) for i in range(n)] for ring in self.rings
         ]
@@ -206,13 +225,15 @@ class RingCollective(Collective):
             params = self.params = params.for_protocol(self.protocol)
         #: Launch latency this ring pays (a hierarchical phase pays none of its own).
         self.launch_s = params.launch_latency_s
-        rs, ag = KINDS[self.kind]
         self.reduce_steps = rs * (n - 1)
-        self.steps = (rs + ag) * (n - 1)
+        self.steps = steps
         share = self.nbytes / len(self.rings) / n
         # Pieces of exactly chunk_bytes and a smaller last one, as NCCL slices a step:
         # one more byte then never makes every piece smaller (and the run faster).
         pieces = max(1, math.ceil(share / params.chunk_bytes)) if math.isfinite(params.chunk_bytes) else 1
+        #: Piece transfers the call simulates (every rank, channel, step and piece).
+        self.piece_transfers = len(self.rings) * n * steps * pieces
+        self._check_budget(self.piece_transfers, params, "")
         self.pieces = pieces
         self.share_bytes = share
         full = min(params.chunk_bytes, share)
@@ -223,6 +244,19 @@ class RingCollective(Collective):
             [(params.hop_efficiency(inter), params.hop_step_latency_s(inter)) for inter in hops]
             for hops in inter_hops
         ]
+
+    def _check_budget(self, transfers: float, params: CollectiveParams, qualifier: str) -> None:
+        """Refuse a call that would simulate more piece transfers than the network allows."""
+        limit = self.network.max_piece_transfers
+        if transfers <= limit:
+            return
+        chunk = "one piece per step" if not math.isfinite(params.chunk_bytes) else f"pieces of {format_bytes(params.chunk_bytes)}"
+        raise DesError(
+            f"{self.kind} of {format_bytes(self.nbytes)} over {len(self.group)} ranks would simulate "
+            f"{(qualifier + ' ') if qualifier else ''}{transfers:.3g} piece transfers ({chunk}), more than the limit of "
+            f"{limit:,}; use a smaller message or fewer ranks, a larger collective.chunk_bytes, or raise "
+            f"the limit (--max-pieces N, or $DES_MAX_PIECE_TRANSFERS) and expect a long run"
+        )
 
     def _choose_protocol(self, inter_hops) -> tuple[str, float]:
         """The protocol with the least predicted time on these rings, as NCCL picks one.
@@ -329,6 +363,7 @@ class RingCollective(Collective):
         reduce_steps = self.reduce_steps
         label = f"{self.name} ch{channel_index}"
         step_row = f"{self.stream} ch{channel_index}" if len(self.rings) > 1 else f"{self.stream} steps"
+        progress = network.progress
         for step in range(self.steps):
             # A piece reduced here is read twice: the local share and the received partial.
             reads = 2 if 0 < step <= reduce_steps else 1
@@ -360,6 +395,8 @@ class RingCollective(Collective):
                     label=label,
                     reroute=network.route,
                 )
+                if progress is not None:
+                    progress.advance()
                 if left > now:
                     yield env.timeout(left - now)
                 if not read.processed:

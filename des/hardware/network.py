@@ -14,6 +14,9 @@ know to ask again.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import networkx as nx
 import simpy
 
@@ -21,6 +24,32 @@ from des.errors import DesError
 from des.hardware.device import Device
 from des.hardware.link import Link
 from des.specs import ROLE_DEVICE, SystemSpec
+
+#: Environment variable that sets :func:`default_max_piece_transfers`.
+MAX_PIECES_ENV = "DES_MAX_PIECE_TRANSFERS"
+#: Piece transfers one collective may simulate by default: about a minute of
+#: simulation on one core (a ring moves some 10^6 pieces a second).
+DEFAULT_MAX_PIECE_TRANSFERS = 50_000_000
+
+
+def default_max_piece_transfers() -> int:
+    """``$DES_MAX_PIECE_TRANSFERS`` if set (a whole number >= 1), else 50 million.
+
+    Raises
+    ------
+    DesError
+        For a value that is not a whole number of at least 1.
+    """
+    text = os.environ.get(MAX_PIECES_ENV)
+    if not text:
+        return DEFAULT_MAX_PIECE_TRANSFERS
+    try:
+        value = int(text)
+    except ValueError:
+        raise DesError(f"${MAX_PIECES_ENV} must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise DesError(f"${MAX_PIECES_ENV} must be at least 1, got {value}")
+    return value
 
 
 class Network:
@@ -32,11 +61,26 @@ class Network:
         The environment.
     system : SystemSpec
         The system to build.
+    max_piece_transfers : int, optional
+        The most piece transfers one collective on this network may simulate (its
+        cost grows with them); default :func:`default_max_piece_transfers`.
+    progress : des.progress.Progress, optional
+        Told of every piece a collective sends (a progress bar on a terminal).
     """
 
-    def __init__(self, env: simpy.Environment, system: SystemSpec) -> None:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        system: SystemSpec,
+        max_piece_transfers: int | None = None,
+        progress: Any = None,
+    ) -> None:
         self.env = env
         self.system = system
+        self.max_piece_transfers = (
+            default_max_piece_transfers() if max_piece_transfers is None else int(max_piece_transfers)
+        )
+        self.progress = progress
         graph = system.graph
         self.graph = graph
         self.devices: dict[str, Device] = {}

@@ -28,6 +28,7 @@ from typing import Any
 
 from des.mapper.params import MAPPER_VERSION, MapperParams
 from des.mapper.schedule import TileSchedule, WaveGroup
+from des.outputs import NEW_FILE_MODE, current_umask
 from des.specs import DeviceSpec
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,8 @@ def disk_put(key: str, schedule: TileSchedule) -> None:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        # mkstemp makes 0600 files; a cache shared by a user's processes is 0644.
+        os.chmod(tmp_name, NEW_FILE_MODE & ~current_umask())
         os.replace(tmp_name, path)
         tmp_name = None
     except OSError as exc:

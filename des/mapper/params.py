@@ -7,13 +7,33 @@ device; a study may pass its own :class:`MapperParams` (the cache keys on them).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from des.errors import DesError
 
-#: Bumped whenever the cost model changes, so on-disk cache entries of an older model
-#: are never reused.
-MAPPER_VERSION = "1"
+#: Bumped by hand when what a schedule means changes without its code changing.
+MAPPER_REVISION = "1"
+#: The modules whose code decides a schedule: the cost models, the search and the
+#: operators' FLOP and byte counts (the cache's own file format is versioned apart).
+_COST_MODEL_SOURCES = ("attention.py", "matmul.py", "params.py", "rowwise.py", "schedule.py", "waves.py", "__init__.py")
+
+
+def _cost_model_digest() -> str:
+    """SHA-256 (first 12 hex digits) of the cost model's source, so any edit changes it."""
+    here = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in (*(here / name for name in _COST_MODEL_SOURCES), here.parent / "operators.py"):
+        digest.update(path.name.encode("utf-8"))
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+#: The cost model's version: the revision and a digest of its code. Part of every
+#: cache key and of the on-disk cache's folder, so a changed model never serves
+#: schedules an older one stored.
+MAPPER_VERSION = f"{MAPPER_REVISION}-{_cost_model_digest()}"
 
 #: Bytes of one partial sum: tensor cores and matrix units accumulate fp16/bf16/fp8
 #: products in fp32 (NVIDIA A100 whitepaper, "FP16/BF16 with FP32 accumulate"; AMD CDNA2

@@ -4,16 +4,18 @@ A sweep file (:mod:`des.sweep.spec`) holds a base scenario (the ``des run`` opti
 and axes: dotted paths into the run options (``run.tp``), the system's YAML
 (``system.device.compute_units``, ``system.topology.link.bandwidth_bytes_per_s``) or
 the model's YAML (``model.hidden``), each with a list of values, combined as a grid or
-zipped. Each point becomes a :class:`des.cli_run.PointSpec` whose
+zipped. Each point becomes a :class:`des.study.PointSpec` whose
 ``system_overrides``/``model_overrides`` are set on the YAML mapping before it is
-built (:mod:`des.sweep.overrides`), so the readers check an overridden value exactly
-as they check a file. :mod:`des.sweep.runner` runs the points through
-:func:`des.cli_run.run_point` serially, on a local process pool or on a Dask cluster;
+built (:mod:`des.study.overrides`), so the readers check an overridden value exactly
+as they check a file; :mod:`des.sweep.check` builds every point's system and model
+before any runs. :mod:`des.sweep.runner` runs the points through
+:func:`des.study.run_point` serially, on a local process pool or on a Dask cluster;
 :mod:`des.sweep.output` writes the rows in point order and resumes an interrupted
-sweep. ``des sweep`` (:mod:`des.cli_sweep`) ties them together.
+sweep. ``des sweep`` (:mod:`des.cli.sweep`) ties them together.
 """
 
-from des.sweep.overrides import apply_overrides
+from des.study.overrides import apply_overrides
+from des.sweep.check import point_specs
 from des.sweep.spec import Axis, SweepPoint, SweepSpec, load_sweep, parse_sweep
 
-__all__ = ["Axis", "SweepPoint", "SweepSpec", "apply_overrides", "load_sweep", "parse_sweep"]
+__all__ = ["Axis", "SweepPoint", "SweepSpec", "apply_overrides", "load_sweep", "parse_sweep", "point_specs"]

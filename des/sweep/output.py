@@ -32,14 +32,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from des.errors import DesError
 from des.metrics import BREAKDOWN_CATEGORIES
+from des.outputs import write_text
 from des.sweep.spec import SweepSpec
 
 logger = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ def cell(value: Any) -> str:
 
 
 def result_cells(record: dict[str, Any]) -> dict[str, Any]:
-    """The result columns of a ``des run`` record (:func:`des.cli_run.simulate_point`)."""
+    """The result columns of a ``des run`` record (:func:`des.study.simulate_point`)."""
     memory = record["memory_bytes_per_device"]
     row: dict[str, Any] = {"metric": record["metric"], "latency_s": record["latency_s"]}
     for category in BREAKDOWN_CATEGORIES:
@@ -103,21 +102,10 @@ def sidecar_path(out: Path) -> Path:
     return out.with_name(out.name + SIDECAR_SUFFIX)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_sidecar(out: Path, spec: SweepSpec) -> None:
     """Record which sweep ``out`` holds (see the module docstring)."""
     data = {"fingerprint": spec.fingerprint(), "sweep": spec.normalised(), "source": spec.source, "columns": columns(spec)}
-    _atomic_write(sidecar_path(out), json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
+    write_text(sidecar_path(out), json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
 
 
 def _csv_text(header: list[str], rows: Iterable[list[str]]) -> str:
@@ -195,7 +183,7 @@ class OrderedCsvWriter:
         self.waiting: dict[int, list[str]] = {}
         self.written: list[list[str]] = []
         # The file starts as the kept rows, rewritten in order (drops a torn last line).
-        _atomic_write(out, _csv_text(header, self.kept))
+        write_text(out, _csv_text(header, self.kept))
         self.handle = out.open("a", newline="", encoding="utf-8")
         self.writer = csv.writer(self.handle, lineterminator="\n")
 
@@ -210,11 +198,20 @@ class OrderedCsvWriter:
         self.handle.flush()
 
     def close(self) -> None:
-        """Close the file; if resumed rows and new ones interleave, rewrite it in point order."""
+        """Close the file, keeping every row it took.
+
+        Rows still held back (a sweep stopped before an earlier point finished) are kept
+        too; where they, or resumed rows, interleave with the new ones the file is
+        rewritten in point order, so ``--resume`` finds every finished point.
+        """
         self.handle.close()
-        if self.kept and self.written and int(self.written[0][0]) < int(self.kept[-1][0]):
-            rows = sorted(self.kept + self.written, key=lambda row: int(row[0]))
-            _atomic_write(self.out, _csv_text(self.header, rows))
+        held = [self.waiting[index] for index in sorted(self.waiting)]
+        self.waiting.clear()
+        interleaved = self.kept and self.written and int(self.written[0][0]) < int(self.kept[-1][0])
+        if held or interleaved:
+            rows = sorted(self.kept + self.written + held, key=lambda row: int(row[0]))
+            self.written += held
+            write_text(self.out, _csv_text(self.header, rows))
 
 
 def write_parquet(out: Path) -> Path | None:

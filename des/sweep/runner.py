@@ -1,7 +1,7 @@
 """Running a sweep's points: serially, on a local process pool, or on a Dask cluster.
 
 Every point goes through :func:`run_sweep_point`, which calls
-:func:`des.cli_run.run_point` (the function behind ``des run``), so a sweep reports
+:func:`des.study.run_point` (the function behind ``des run``), so a sweep reports
 exactly the numbers ``des run`` prints for the same point. A point that raises records
 its error and the sweep goes on.
 
@@ -17,12 +17,14 @@ import dataclasses
 import json
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from des.errors import DesError
+from des.study import build_model, build_system, run_point
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +36,8 @@ CHUNKS_PER_JOB = 8
 MAX_CHUNK = 64
 #: Seconds to wait for a Dask scheduler, and for its first worker, by default.
 DEFAULT_TIMEOUT_S = 10.0
-
-
-def check_combination(spec: Any) -> None:
-    """Reject option combinations ``des run`` rejects (decode without a KV length...)."""
-    if spec.phase == "decode" and spec.kv_len is None:
-        raise DesError("phase decode needs kv_len (the KV-cache length the token attends to)")
-    if spec.phase == "prefill" and spec.kv_len is not None:
-        raise DesError("kv_len applies to phase decode only")
+#: Seconds a Dask sweep waits for its next point before it stops as stalled.
+DEFAULT_STALL_TIMEOUT_S = 600.0
 
 
 #: Systems and models built in this process for the sweep run named by
@@ -68,17 +64,13 @@ def with_built_specs(spec: Any, token: str) -> Any:
     The built specs are shared data (nothing changes them: faults work on a copy), so
     the result is the same as loading them afresh.
     """
-    from des.cli_run import point_model, point_system
-    from topologies import load_system
-    from workloads import load_model
-
     system, model = spec.system, spec.model
     if isinstance(system, str):
         system = _built(token, "system", system, spec.system_overrides,
-                        lambda: point_system(spec) if spec.system_overrides else load_system(spec.system))
+                        lambda: build_system(spec.system, spec.system_overrides))
     if isinstance(model, str):
         model = _built(token, "model", model, spec.model_overrides,
-                       lambda: point_model(spec) if spec.model_overrides else load_model(spec.model))
+                       lambda: build_model(spec.model, spec.model_overrides))
     return dataclasses.replace(spec, system=system, model=model, system_overrides=(), model_overrides=())
 
 
@@ -87,7 +79,7 @@ def run_sweep_point(spec: Any, token: str = "") -> dict[str, Any]:
 
     Parameters
     ----------
-    spec : des.cli_run.PointSpec
+    spec : des.study.PointSpec
     token : str
         Names the sweep run: systems and models are built once per token and process
         (empty: build them for this point alone).
@@ -99,11 +91,8 @@ def run_sweep_point(spec: Any, token: str = "") -> dict[str, Any]:
         ``record`` (the ``des run --json`` record, without per-op and utilisation
         detail; ``None`` on error) and ``wall_s``.
     """
-    from des.cli_run import run_point
-
     start = time.perf_counter()
     try:
-        check_combination(spec)
         record = run_point(with_built_specs(spec, token) if token else spec).record
     except Exception as exc:  # a failed point is a result, whatever the failure
         if not isinstance(exc, DesError):
@@ -158,26 +147,68 @@ def run_pool(specs: Sequence[Any], on_result: ResultCallback, jobs: int, token: 
     executor.shutdown(wait=True)
 
 
-def connect(address: str, timeout_s: float) -> Any:
-    """A ``distributed.Client`` of the scheduler at ``address`` with at least one worker.
+#: Dask's address schemes that name a host and a port.
+_HOST_PORT_SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
+
+
+def check_address(address: str) -> tuple[str, int]:
+    """The host and port of a Dask scheduler address, or a clear error.
+
+    ``tcp://10.0.0.5:8786``, ``tls://...``, ``ws://...`` or a bare ``host:port`` (Dask's
+    default scheme is ``tcp``).
 
     Raises
     ------
     DesError
-        If ``distributed`` is missing, the scheduler cannot be reached within
-        ``timeout_s`` seconds, or it has no worker within ``timeout_s`` seconds more.
+        For an unknown scheme, a missing host or a port that is not a number in
+        1..65535.
     """
+    scheme, separator, rest = address.partition("://")
+    if not separator:
+        scheme, rest = "tcp", address
+    if scheme not in _HOST_PORT_SCHEMES:
+        raise DesError(
+            f"--scheduler {address}: unknown scheme '{scheme}://'; expected one of "
+            f"{', '.join(s + '://' for s in _HOST_PORT_SCHEMES)} followed by HOST:PORT"
+        )
+    host, colon, port_text = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host:
+        raise DesError(f"--scheduler {address}: expected {scheme}://HOST:PORT, e.g. tcp://10.0.0.5:8786")
+    if not port_text.isdigit() or not 0 < int(port_text) < 2**16:
+        raise DesError(f"--scheduler {address}: the port must be a number from 1 to 65535, got {port_text!r}")
+    return host, int(port_text)
+
+
+def connect(address: str, timeout_s: float) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``address`` with at least one worker.
+
+    The address is checked and its port tried with a plain socket first, so a malformed
+    or unreachable address fails at once, without the client's own retries.
+
+    Raises
+    ------
+    DesError
+        If ``distributed`` is missing, the address is malformed, the scheduler cannot be
+        reached within ``timeout_s`` seconds, or it has no worker within ``timeout_s``
+        seconds more.
+    """
+    host, port = check_address(address)
     try:
         from distributed import Client
     except ImportError:
         raise DesError("--scheduler needs the 'distributed' package (python3 -m pip install distributed)") from None
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise DesError(f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s: {exc.strerror or exc}") from None
     # distributed logs each failed connection attempt; the DesError below says it once.
     quiet = logging.getLogger("distributed")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     try:
         client = Client(address, timeout=timeout_s, set_as_default=False)
-    except Exception as exc:  # OSError, TimeoutError, ValueError for a malformed address
+    except Exception as exc:  # OSError, TimeoutError: something else listens there
         raise DesError(f"cannot reach the Dask scheduler at {address} within {timeout_s:g} s: {exc}") from None
     finally:
         quiet.setLevel(level)
@@ -189,22 +220,72 @@ def connect(address: str, timeout_s: float) -> Any:
     return client
 
 
-def run_dask(specs: Sequence[Any], on_result: ResultCallback, address: str, timeout_s: float, token: str = "") -> None:
-    """Run the points on the Dask cluster whose scheduler is at ``address``."""
+def _workers(client: Any) -> int:
+    try:
+        return len(client.scheduler_info().get("workers", {}))
+    except Exception:  # the scheduler itself went away
+        return 0
+
+
+#: Seconds between two looks at a Dask sweep's unfinished points.
+_POLL_S = 0.05
+
+
+def _first_done(pending: dict[Any, int], within_s: float) -> list[Any]:
+    """The futures of ``pending`` that are done, waiting up to ``within_s`` for one."""
+    deadline = time.monotonic() + within_s
+    while True:
+        done = [future for future in pending if future.done()]
+        if done or time.monotonic() >= deadline:
+            return done
+        time.sleep(_POLL_S)
+
+
+def run_dask(
+    specs: Sequence[Any],
+    on_result: ResultCallback,
+    address: str,
+    timeout_s: float,
+    token: str = "",
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+) -> None:
+    """Run the points on the Dask cluster whose scheduler is at ``address``.
+
+    Results are handed on as they finish. When no point finishes for
+    ``stall_timeout_s`` seconds (every worker lost, say), the sweep stops with a
+    :class:`DesError` saying so; the points already handed on are kept by the caller.
+    """
     client = connect(address, timeout_s)
     try:
         futures = client.map(run_sweep_point, list(specs), token=token, pure=False)
-        # Collected in point order (rows are written in that order anyway); the
-        # scheduler runs them in any order meanwhile.
-        for position, future in enumerate(futures):
-            try:
-                result = future.result()
-            except Exception as exc:  # KilledWorker, a lost connection
-                result = _failure(exc)
-            on_result(position, result)
-            future.release()
+        pending = {future: position for position, future in enumerate(futures)}
+        while pending:
+            done = _first_done(pending, stall_timeout_s)
+            if not done:
+                finished = len(specs) - len(pending)
+                raise DesError(
+                    f"no point finished on the Dask cluster at {address} in {stall_timeout_s:g} s "
+                    f"({_workers(client)} workers left; {finished} of {len(specs)} points done and kept); "
+                    f"restart the workers and run again with --resume, or raise --stall-timeout-s"
+                )
+            for future in sorted(done, key=pending.__getitem__):
+                position = pending.pop(future)
+                try:
+                    result = future.result()
+                except Exception as exc:  # KilledWorker, a lost connection
+                    result = _failure(exc)
+                on_result(position, result)
+                future.release()
     finally:
-        client.close()
+        quiet = logging.getLogger("distributed")
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            client.close(timeout=timeout_s)
+        except Exception:  # a scheduler that is gone cannot be told goodbye
+            pass
+        finally:
+            quiet.setLevel(level)
 
 
 def run_points(
@@ -214,14 +295,16 @@ def run_points(
     jobs: int = 1,
     scheduler: str | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
 ) -> None:
     """Run ``specs`` serially (``jobs == 1``), on a process pool, or on Dask (``scheduler``).
 
-    ``on_result`` is called in this process for each point as it finishes.
+    ``on_result`` is called in this process for each point as it finishes;
+    ``stall_timeout_s`` bounds the wait for the next Dask result (see :func:`run_dask`).
     """
     token = f"{os.getpid()}-{time.time_ns()}"
     if scheduler:
-        run_dask(specs, on_result, scheduler, timeout_s, token)
+        run_dask(specs, on_result, scheduler, timeout_s, token, stall_timeout_s)
     elif jobs <= 1 or len(specs) <= 1:
         run_serial(specs, on_result, token)
     else:

@@ -24,8 +24,7 @@ in a grid the last axis varies fastest. Paths of ``system``/``model`` values tha
 files are read relative to the sweep file.
 
 This module only reads and expands; building the points' systems and models (the
-check that every value is of the right type) is done by the caller, which knows the
-loaders (:mod:`des.cli_sweep`).
+check that every value is of the right type) is done by :mod:`des.sweep.check`.
 """
 
 from __future__ import annotations

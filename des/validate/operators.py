@@ -1,14 +1,17 @@
-"""Operator validation: the mapper against real A100 measurements.
+"""Operator validation: the mapper against real measurements of the same device.
 
-Compares every row of ``a100_matmul.csv`` (fp16 GEMM, N = K = 12288, M swept) and
-``a100_softmax.csv`` (fp16 softmax over rows x cols) of the calibration folder with the
-mapper's standalone latency plus the runtime profile's launch overhead (``eager``: the
-tables were host-timed in PyTorch eager, launch included), and reports each row's
-error and each file's mean absolute percentage error (MAPE).
+A device is compared only with measurements of that device: the files
+``<device>_matmul.csv`` (fp16 GEMM, columns ``m, n, k, latency_s``) and
+``<device>_softmax.csv`` (fp16 softmax, ``rows, cols, latency_s``) of the calibration
+folder, ``<device>`` being the device spec's name (``a100``, ``mi210``). Each row is
+compared with the mapper's standalone latency plus the runtime profile's launch
+overhead (``eager``: the tables were host-timed in PyTorch eager, launch included); the
+report gives each row's error, each file's mean absolute percentage error (MAPE) and
+the files used. A device with no such file is an error naming the files the folder
+holds.
 
-The calibration folder is not part of the repository: it is found through
-``$DES_CALIBRATION_DIR``, else ``<repo root>/../shared/calibration`` (the repository root
-being the folder above the ``des`` package), else ``./../shared/calibration``.
+The calibration folder is not part of the repository: see
+:func:`des.validate.calibration.calibration_dir`.
 """
 
 from __future__ import annotations
@@ -18,17 +21,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from des.calibration import calibration_dir as _calibration_dir
-from des.calibration import read_rows
 from des.errors import DesError
 from des.mapper import MapperParams, schedule_for
 from des.operators import Matmul, Softmax
 from des.runtime import RuntimeProfile, runtime_profile
 from des.specs import DeviceSpec
+from des.validate.calibration import calibration_dir as _calibration_dir
+from des.validate.calibration import read_rows
 
-#: Environment variable naming the calibration folder.
-#: The files compared, with the columns of their shapes.
-CALIBRATION_FILES = ("a100_matmul.csv", "a100_softmax.csv")
+#: Operator tables a device may have, ``<device>_<op>.csv``, and their columns.
+OPERATOR_TABLES = {
+    "matmul": ("m", "n", "k", "latency_s"),
+    "softmax": ("rows", "cols", "latency_s"),
+}
+
+
+def operator_files(folder: Path, device: str) -> list[Path]:
+    """The operator tables of ``device`` in ``folder`` (``<device>_matmul.csv``...), in table order."""
+    return [folder / f"{device}_{op}.csv" for op in OPERATOR_TABLES if (folder / f"{device}_{op}.csv").is_file()]
 
 
 @dataclass(frozen=True)
@@ -56,24 +66,25 @@ class ValidationRow:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """All rows, and per file the MAPE and the worst absolute error (per cent)."""
+    """All rows, per file the MAPE and the worst absolute error (per cent), and the files used."""
 
     device: str
     runtime: str
     rows: tuple[ValidationRow, ...]
     mape_pct: dict[str, float]
     max_abs_error_pct: dict[str, float]
+    files: tuple[str, ...] = ()
 
 
 def _operators(path: Path) -> list[tuple[Any, float]]:
     """(operator, measured seconds) for each row of a calibration file."""
     try:
-        if path.name == "a100_matmul.csv":
-            rows = read_rows(path, ("m", "n", "k", "latency_s"))
+        if path.stem.endswith("_matmul"):
+            rows = read_rows(path, OPERATOR_TABLES["matmul"])
             return [
                 (Matmul(int(r["m"]), int(r["k"]), int(r["n"])), float(r["latency_s"])) for r in rows
             ]
-        rows = read_rows(path, ("rows", "cols", "latency_s"))
+        rows = read_rows(path, OPERATOR_TABLES["softmax"])
         return [(Softmax(int(r["rows"]), int(r["cols"])), float(r["latency_s"])) for r in rows]
     except ValueError as exc:
         raise DesError(f"{path}: bad number: {exc}") from None
@@ -85,13 +96,13 @@ def validate_operators(
     runtime: str | RuntimeProfile = "eager",
     params: MapperParams | None = None,
 ) -> ValidationReport:
-    """Compare the mapper with every row of the A100 operator calibration tables.
+    """Compare the mapper with every row of the device's own operator tables.
 
     Parameters
     ----------
     device : DeviceSpec
-        The device to simulate (the tables were measured on an A100 80 GB: use the
-        ``a100`` preset).
+        The device to simulate; its tables are ``<device.name>_matmul.csv`` and
+        ``<device.name>_softmax.csv``.
     calibration_dir : path, optional
         The calibration folder; found by :func:`des.calibration.calibration_dir` when omitted.
     runtime : str or RuntimeProfile
@@ -102,15 +113,29 @@ def validate_operators(
     Returns
     -------
     ValidationReport
+
+    Raises
+    ------
+    DesError
+        If the folder holds no table of this device (listing what it holds).
     """
     folder = _calibration_dir(calibration_dir)
+    paths = operator_files(folder, device.name)
+    if not paths:
+        held = sorted(p.name for p in folder.glob("*.csv"))
+        raise DesError(
+            f"{folder}: no operator measurements of device '{device.name}' "
+            f"(looked for {', '.join(f'{device.name}_{op}.csv' for op in OPERATOR_TABLES)}; "
+            f"the folder holds {', '.join(held) or 'no CSV file'}); a device is compared only with its own"
+        )
     profile = runtime_profile(runtime) if isinstance(runtime, str) else runtime
     rows: list[ValidationRow] = []
     mape: dict[str, float] = {}
     worst: dict[str, float] = {}
-    for name in CALIBRATION_FILES:
+    for path in paths:
+        name = path.name
         errors = []
-        for operator, measured in _operators(folder / name):
+        for operator, measured in _operators(path):
             schedule, _ = schedule_for(device, operator, params)
             launch = profile.launch_overhead_for(operator.op_class, device.name)
             simulated = schedule.standalone_s + launch
@@ -119,12 +144,13 @@ def validate_operators(
             rows.append(ValidationRow(name, operator.describe(), measured, simulated, error))
         mape[name] = sum(errors) / len(errors) if errors else 0.0
         worst[name] = max(errors) if errors else 0.0
-    return ValidationReport(device.name, profile.name, tuple(rows), mape, worst)
+    return ValidationReport(device.name, profile.name, tuple(rows), mape, worst, tuple(str(p) for p in paths))
 
 
 def format_validation(report: ValidationReport) -> str:
     """The report as a text table: operator, simulated, measured, error; then MAPE per file."""
     lines = [f"operator validation on {report.device}, runtime {report.runtime}"]
+    lines += [f"  measurements: {path}" for path in report.files]
     header = f"{'operator':<44} {'simulated':>12} {'measured':>12} {'error':>8}"
     current = None
     for row in report.rows:

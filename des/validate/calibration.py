@@ -2,8 +2,9 @@
 
 The measurements are not part of the project (they are published by others): des
 looks for them in an explicit folder, else ``$DES_CALIBRATION_DIR``, else in
-``../shared/calibration`` beside the checkout the package was imported from, else
-beside the working directory.
+``../shared/calibration`` beside the checkout the package was imported from. Never
+relative to the working directory: the same command finds the same data wherever it
+is run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ from des.errors import DesError
 ENV_VAR = "DES_CALIBRATION_DIR"
 
 
+def default_calibration_dir() -> Path:
+    """``../shared/calibration`` beside the checkout holding the ``des`` package."""
+    repo_root = Path(__file__).resolve().parents[2]
+    return repo_root.parent / "shared" / "calibration"
+
+
 def calibration_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The calibration folder; :class:`DesError` naming what was tried if none exists."""
     if explicit is not None:
@@ -24,8 +31,7 @@ def calibration_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     elif os.environ.get(ENV_VAR):
         candidates = [Path(os.environ[ENV_VAR])]
     else:
-        repo_root = Path(__file__).resolve().parent.parent
-        candidates = [repo_root.parent / "shared" / "calibration", Path.cwd().parent / "shared" / "calibration"]
+        candidates = [default_calibration_dir()]
     for path in candidates:
         if path.is_dir():
             return path

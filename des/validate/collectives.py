@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from des.calibration import calibration_dir, read_rows
 from des.engine import simulate_collective
 from des.errors import DesError
+from des.spans import Trace
 from des.specs import SystemSpec
-from des.trace import Trace
+from des.validate.calibration import calibration_dir, read_rows
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from des.errors import DesError
+
 
 def positive_int(text: str) -> int:
     """argparse type: a whole number of at least 1."""
@@ -33,8 +35,8 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-def byte_size(text: str) -> float:
-    """argparse type: a byte count such as ``1048576``, ``64MiB`` or ``1 GB``."""
+def byte_size(text: str) -> int:
+    """argparse type: a whole number of bytes such as ``1048576``, ``64MiB`` or ``1 GB``."""
     from des.units import parse_quantity
 
     try:
@@ -43,18 +45,19 @@ def byte_size(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"size must be positive, got {text}")
-    return value
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"size must be a whole number of bytes, got {text} ({value:g} B)")
+    return int(value)
 
 
 def output_path(text: str) -> Path:
-    """argparse type for a file to write: its folder must exist (checked before running)."""
-    path = Path(text)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: folder {parent} does not exist")
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"cannot write {text}: it is a directory")
-    return path
+    """argparse type for a file to write: checked writable before anything runs."""
+    from des.outputs import check_writable
+
+    try:
+        return check_writable(text)
+    except DesError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_fault_options(parser: argparse.ArgumentParser) -> None:
@@ -73,4 +76,15 @@ def add_fault_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="LINK=FACTOR[@TIME_S]",
         help="multiply a link's bandwidth (or every link of a node) by FACTOR > 0 (repeatable)",
+    )
+
+
+def add_simulation_limits(parser: argparse.ArgumentParser) -> None:
+    """``--max-pieces``: the most piece transfers one collective may simulate."""
+    parser.add_argument(
+        "--max-pieces",
+        type=positive_int,
+        metavar="N",
+        help="most piece transfers one collective may simulate before it is refused "
+        "(default: $DES_MAX_PIECE_TRANSFERS or 50,000,000)",
     )

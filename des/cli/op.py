@@ -1,12 +1,10 @@
-"""The ``des op`` and ``des validate operators`` commands.
+"""The ``des op`` command: one operator mapped onto one device.
 
 ``des op KIND DIMS... [--device a100] [--dtype fp16] [--runtime eager|graph] [--json]``
 maps one operator onto a device and prints its latency (standalone plus the runtime's
 launch overhead), the chosen mapping, tiles, waves and search time; ``--json`` prints
-one JSON object instead. ``des validate operators`` compares the mapper with the A100
-calibration tables. The main CLI registers these with :func:`add_op_commands` and
-:func:`add_validate_operators`; each parser sets ``func`` to the function that runs
-it. Bad input raises :class:`~des.errors.DesError`.
+one JSON object instead. The operands must fit the device's DRAM (checked before the
+search). Bad input raises :class:`~des.errors.DesError`.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import argparse
 import json
 from typing import Any
 
-from des.errors import DesError
+from des.errors import DesError, DoesNotFitError
 
 #: Sub-commands of ``des op``: name -> (positional dimensions, help).
 OP_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -40,9 +38,9 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="search even if cached")
 
 
-def add_op_commands(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``des op`` and its sub-commands on the main CLI's ``subparsers``."""
-    op_parser = subparsers.add_parser("op", help="map one operator onto a device")
+def add_command(commands: Any) -> argparse.ArgumentParser:
+    """Register ``des op`` and its sub-commands on the main parser's ``commands``."""
+    op_parser = commands.add_parser("op", help="map one operator onto a device")
     kinds = op_parser.add_subparsers(dest="op_kind", metavar="KIND")
     kinds.required = True
     for kind, (dims, help_text) in OP_KINDS.items():
@@ -80,20 +78,34 @@ def build_operator(args: argparse.Namespace) -> Any:
     raise DesError(f"unknown operator kind {kind!r}; known: {', '.join(OP_KINDS)}")
 
 
-def _load_device(name_or_path: str) -> Any:
-    from topologies import load_device
+def check_operands(operator: Any, device: Any) -> None:
+    """Refuse an operator whose inputs and outputs do not fit the device's DRAM.
 
-    return load_device(name_or_path)
+    Raises
+    ------
+    DoesNotFitError
+        Naming the operator, the bytes it needs and the device's capacity.
+    """
+    from des.units import format_bytes
+
+    need = operator.min_dram_bytes
+    if need > device.dram_capacity_bytes:
+        raise DoesNotFitError(
+            f"{operator.describe()} needs {format_bytes(need)} for its operands, more than the "
+            f"{format_bytes(device.dram_capacity_bytes)} of {device.name}"
+        )
 
 
 def op_result(args: argparse.Namespace) -> dict[str, Any]:
     """Map the operator of ``args`` and return the result as a JSON-ready dict."""
     from des.mapper import schedule_for
     from des.runtime import runtime_profile
+    from topologies import load_device
 
     operator = build_operator(args)
     profile = runtime_profile(args.runtime)
-    device = _load_device(args.device)
+    device = load_device(args.device)
+    check_operands(operator, device)
     schedule, info = schedule_for(device, operator, use_cache=not args.no_cache)
     launch = profile.launch_overhead_for(schedule.op_class, device.name)
     bandwidth = device.dram_bandwidth_bytes_per_s
@@ -149,37 +161,4 @@ def run_op(args: argparse.Namespace) -> int:
         print(json.dumps(result, sort_keys=True))
     else:
         print(format_op_result(result))
-    return 0
-
-
-def add_validate_operators(validate_subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``des validate operators`` on the main CLI's ``validate`` sub-parsers."""
-    parser = validate_subparsers.add_parser(
-        "operators", help="compare the mapper with the A100 operator calibration tables"
-    )
-    parser.add_argument(
-        "--calibration-dir",
-        default=None,
-        help="folder with a100_matmul.csv and a100_softmax.csv (default: $DES_CALIBRATION_DIR"
-        " or ../shared/calibration)",
-    )
-    parser.add_argument("--device", default="a100", help="device preset or YAML (default a100)")
-    parser.add_argument("--runtime", default="eager", help="runtime profile (default eager)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=run_validate_operators)
-    return parser
-
-
-def run_validate_operators(args: argparse.Namespace) -> int:
-    """Run ``des validate operators``: print the table and the MAPE per file; return 0."""
-    from dataclasses import asdict
-
-    from des.validate_operators import format_validation, validate_operators
-
-    device = _load_device(args.device)
-    report = validate_operators(device, args.calibration_dir, args.runtime)
-    if args.json:
-        print(json.dumps(asdict(report), sort_keys=True))
-    else:
-        print(format_validation(report))
     return 0

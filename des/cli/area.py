@@ -5,7 +5,7 @@
 component, dies per wafer, yield and cost; ``--json`` prints one object with
 ``total_mm2``, ``breakdown_mm2``, ``cost_usd``, ``cost_breakdown_usd``, ``die_yield``,
 ``dies_per_wafer`` and the inputs used. DEVICE is a preset or a device YAML path. The
-main CLI registers it with :func:`add_area_command`; bad input raises
+main parser registers it with :func:`add_command`; bad input raises
 :class:`~des.errors.DesError`.
 """
 
@@ -16,11 +16,11 @@ import json
 from typing import Any
 
 
-def add_area_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``des area`` on the main CLI's ``subparsers``."""
+def add_command(commands: Any) -> argparse.ArgumentParser:
+    """Register ``des area`` on the main parser's ``commands``."""
     from des.area import MEMORY_TECHNOLOGIES, PROCESS_NODES, YIELD_MODELS
 
-    parser = subparsers.add_parser(
+    parser = commands.add_parser(
         "area",
         help="estimate a device's die area and cost",
         description="Die area by component (cores, L2, interconnect, DRAM and link PHYs, "

@@ -1,0 +1,72 @@
+"""``des validate collectives|operators``: the simulator against real measurements.
+
+``des validate collectives [--stride K] [--json]`` simulates every all-reduce row of the
+calibration tables that a preset system reproduces and prints simulated against
+measured with the error per table; ``des validate operators [--device D]
+[--calibration-dir DIR] [--runtime R] [--json]`` compares a device's own operator tables
+with the mapper (:mod:`des.validate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from des.cli.args import positive_int
+
+
+def add_command(commands: Any) -> argparse.ArgumentParser:
+    """Register ``des validate`` on the main parser's ``commands``."""
+    validate = commands.add_parser("validate", help="compare the simulator with real measurements")
+    what = validate.add_subparsers(dest="what", metavar="WHAT", parser_class=type(validate))
+    what.required = True
+    collectives = what.add_parser("collectives", help="all-reduce latency vs the calibration tables")
+    collectives.add_argument("--stride", type=positive_int, default=1, metavar="K", help="compare every K-th row only (default 1: all)")
+    collectives.add_argument("--json", action="store_true", help="print one JSON object")
+    collectives.set_defaults(func=run_collectives)
+    operators = what.add_parser("operators", help="compare the mapper with a device's operator measurements")
+    operators.add_argument(
+        "--calibration-dir",
+        default=None,
+        help="folder with <device>_matmul.csv and <device>_softmax.csv (default: $DES_CALIBRATION_DIR"
+        " or ../shared/calibration beside the checkout)",
+    )
+    operators.add_argument("--device", default="a100", help="device preset or YAML (default a100)")
+    operators.add_argument("--runtime", default="eager", help="runtime profile (default eager)")
+    operators.add_argument("--json", action="store_true", help="print one JSON object")
+    operators.set_defaults(func=run_operators)
+    return validate
+
+
+def run_collectives(args: argparse.Namespace) -> int:
+    """Print every compared row and the error per table; return 0."""
+    from dataclasses import asdict
+
+    from des.validate.collectives import format_report, validate_collectives
+    from topologies import load_system
+
+    report = validate_collectives(load_system, stride=args.stride)
+    if args.json:
+        datasets = {name: report.mape(name) for name in report.datasets()}
+        print(json.dumps({"rows": [asdict(row) for row in report.rows], "mape": datasets,
+                          "mape_all": report.mape(), "skipped": report.skipped}, sort_keys=True))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def run_operators(args: argparse.Namespace) -> int:
+    """Print the table and the MAPE per file (or one JSON object); return 0."""
+    from dataclasses import asdict
+
+    from des.validate.operators import format_validation, validate_operators
+    from topologies import load_device
+
+    device = load_device(args.device)
+    report = validate_operators(device, args.calibration_dir, args.runtime)
+    if args.json:
+        print(json.dumps(asdict(report), sort_keys=True))
+    else:
+        print(format_validation(report))
+    return 0
