@@ -123,8 +123,6 @@ class Engine:
         if execution not in ("wave", "tile"):
             raise DesError(f"execution must be 'wave' or 'tile', got {execution!r}")
         self.fault_plan = FaultPlan(system, faults)
-        self.original_system = system
-        self.faults = self.fault_plan.faults
         self.system = system = self.fault_plan.system
         self.env = simpy.Environment()
         self.progress = progress

@@ -193,8 +193,35 @@ def parse_degrade(text: str, system: SystemSpec) -> Fault:
 
 
 def parse_faults(system: SystemSpec, fail: Iterable[str] = (), degrade: Iterable[str] = ()) -> tuple[Fault, ...]:
-    """Every ``--fail`` then every ``--degrade`` value, resolved against ``system``."""
-    return tuple(parse_fault(text, system) for text in fail) + tuple(parse_degrade(text, system) for text in degrade)
+    """Every ``--fail`` then every ``--degrade`` value, resolved against ``system``.
+
+    Raises
+    ------
+    DesError
+        For a bad value (see :func:`parse_fault`, :func:`parse_degrade`), or a
+        degradation of a link or node that a failure has already removed by then.
+    """
+    failures = tuple(parse_fault(text, system) for text in fail)
+    degradations = tuple(parse_degrade(text, system) for text in degrade)
+    for slow in degradations:
+        for failure in failures:
+            if _removes(failure, slow):
+                when = "before the run" if failure.at_s is None else f"at {format_seconds(failure.at_s)}"
+                raise DesError(
+                    f"--degrade {slow.spelling}: {slow.target} has failed {when} (--fail {failure.spelling}), "
+                    f"so there is nothing left to degrade; drop one of the two"
+                )
+    return failures + degradations
+
+
+def _removes(failure: Fault, slow: Fault) -> bool:
+    """Whether ``failure`` has removed what ``slow`` degrades by the time it applies."""
+    earlier = failure.at_s is None or (slow.at_s is not None and failure.at_s <= slow.at_s)
+    if not earlier:
+        return False
+    if failure.is_link:
+        return slow.is_link and set(slow.endpoints) == set(failure.endpoints)
+    return failure.endpoints[0] in slow.endpoints
 
 
 def split_faults(faults: Sequence[Fault]) -> tuple[tuple[Fault, ...], tuple[Fault, ...]]:

@@ -251,6 +251,20 @@ class DeviceSpec:
     dram_bandwidth_bytes_per_s: float
     dram_capacity_bytes: float
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise DesError(f"device name must be a non-empty string, got {self.name!r}")
+        for spec_field in fields(self):
+            if spec_field.name == "name":
+                continue
+            value = getattr(self, spec_field.name)
+            where = f"device '{self.name}': field '{spec_field.name}'"
+            if spec_field.name in _INT_FIELDS:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise DesError(f"{where} must be a whole number of at least 1, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+                raise DesError(f"{where} must be a positive number, got {value!r}")
+
     @property
     def matrix_flops_per_s(self) -> float:
         """Dense fp16 matrix peak of the whole chip (2 FLOP per MAC)."""
@@ -346,10 +360,6 @@ class LinkSpec:
         if not (self.latency_s >= 0 and math.isfinite(self.latency_s)):
             raise DesError(f"link latency must be zero or positive, got {self.latency_s!r}")
 
-    def scaled(self, bandwidth_factor: float = 1.0, latency_factor: float = 1.0) -> LinkSpec:
-        """A copy with bandwidth and latency multiplied by the given factors."""
-        return LinkSpec(self.bandwidth_bytes_per_s * bandwidth_factor, self.latency_s * latency_factor)
-
 
 def link_from_mapping(data: object, where: str) -> LinkSpec:
     """Build a :class:`LinkSpec` from ``{bandwidth_bytes_per_s, latency_s}``."""
@@ -383,7 +393,7 @@ class CollectiveParams:
         Largest piece a ring step is cut into, so steps pipeline (NCCL's slice).
     compute_units : int
         Compute units the collective kernel occupies on each device while it runs
-        (NCCL: one thread block per channel).
+        (NCCL: one thread block per channel), at least 1 and at most the device has.
     channels : int
         Rings run in parallel, each carrying an equal share of the data; 0 lets des
         choose as many edge-disjoint rings as the topology offers (on several machines:
@@ -411,7 +421,7 @@ class CollectiveParams:
     step_latency_s: float = 0.0
     bandwidth_efficiency: float = 1.0
     chunk_bytes: float = math.inf
-    compute_units: int = 0
+    compute_units: int = 1
     channels: int = 1
     algorithm: str = "ring"
     inter_node_step_latency_s: float | None = None
@@ -419,6 +429,21 @@ class CollectiveParams:
     protocols: tuple[tuple[str, ProtocolParams], ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.compute_units, bool) or not isinstance(self.compute_units, int) or self.compute_units < 1:
+            raise DesError(
+                f"collective compute_units must be a whole number of at least 1 (the kernel runs on "
+                f"compute units), got {self.compute_units!r}"
+            )
+        if isinstance(self.channels, bool) or not isinstance(self.channels, int) or self.channels < 0:
+            raise DesError(f"collective channels must be a whole number of at least 0 (0: automatic), got {self.channels!r}")
+        for key in ("launch_latency_s", "step_latency_s"):
+            value = getattr(self, key)
+            if not (value >= 0 and math.isfinite(value)):
+                raise DesError(f"collective {key} must be zero or positive, got {value!r}")
+        if not 0 < self.bandwidth_efficiency <= 1:
+            raise DesError(f"collective bandwidth_efficiency must be in (0, 1], got {self.bandwidth_efficiency!r}")
+        if not self.chunk_bytes > 0:
+            raise DesError(f"collective chunk_bytes must be positive, got {self.chunk_bytes!r}")
         for name, protocol in self.protocols:
             if name not in PROTOCOLS or not isinstance(protocol, ProtocolParams):
                 raise DesError(f"unknown collective protocol {name!r}; allowed: {', '.join(PROTOCOLS)}")
@@ -574,7 +599,7 @@ def collective_from_mapping(data: object, where: str) -> CollectiveParams:
             "bandwidth_efficiency", "number", defaults.bandwidth_efficiency, at_most=1.0
         ),
         chunk_bytes=chunk,
-        compute_units=reader.integer("compute_units", defaults.compute_units, minimum=0),
+        compute_units=reader.integer("compute_units", defaults.compute_units, minimum=1),
         channels=reader.integer("channels", defaults.channels, minimum=0),
         algorithm=reader.string("algorithm", defaults.algorithm, choices=ALGORITHMS),
         inter_node_step_latency_s=inter_step,
@@ -630,6 +655,20 @@ class SystemSpec:
     devices: tuple[str, ...]
     description: str = ""
     source: str = "<built>"
+
+    def __post_init__(self) -> None:
+        wanted = self.collective.compute_units
+        checked: set[int] = set()
+        for node in self.devices:
+            spec = self.graph.nodes[node].get("device") if node in self.graph else None
+            if not isinstance(spec, DeviceSpec) or id(spec) in checked:
+                continue
+            checked.add(id(spec))
+            if wanted > spec.compute_units:
+                raise DesError(
+                    f"{self.source}: collective compute_units is {wanted}, but device {node} ({spec.name}) "
+                    f"has only {spec.compute_units} compute units"
+                )
 
     def device_spec(self, node: str) -> DeviceSpec:
         """The :class:`DeviceSpec` of device node ``node``."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from des.names import SPAN_CATEGORIES, natural_key
 from des.outputs import write_text
 from des.spans import Span, Trace
+from des.units import US_PER_S
 
 #: Span categories (:data:`des.names.SPAN_CATEGORIES`).
 CATEGORIES = SPAN_CATEGORIES
@@ -49,8 +50,8 @@ def chrome_trace(spans: Iterable[Span]) -> dict:
                 "ph": "X",
                 "pid": pid_of[span.device],
                 "tid": tid_of[(span.device, span.resource)],
-                "ts": span.start_s * 1e6,
-                "dur": (span.end_s - span.start_s) * 1e6,
+                "ts": span.start_s * US_PER_S,
+                "dur": (span.end_s - span.start_s) * US_PER_S,
             }
         )
     return {"traceEvents": events, "displayTimeUnit": "ns"}

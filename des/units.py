@@ -29,6 +29,8 @@ TiB = 1024**4
 NS = 1e-9
 US = 1e-6
 MS = 1e-3
+#: Microseconds per second (trace timestamps and tables in microseconds multiply by it).
+US_PER_S = 1e6
 
 #: Unit symbol -> (dimension, factor to the SI base unit of that dimension).
 _UNITS: dict[str, tuple[str, float]] = {

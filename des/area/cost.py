@@ -29,6 +29,7 @@ from des.area.model import AreaReport
 from des.area.technology import INTERPOSER_WAFER_COST_USD, memory_technology, process_node
 from des.errors import DesError
 from des.specs import DeviceSpec
+from des.units import GIGA
 
 WAFER_DIAMETER_MM = 300.0
 _MM2_PER_CM2 = 100.0
@@ -189,7 +190,7 @@ def estimate_cost(device: DeviceSpec, report: AreaReport, model: str = "murphy")
     good = good_die_yield(device, report, model)
     costs = {
         "die": node.wafer_cost_usd / (per_wafer * good),
-        "dram": device.dram_capacity_bytes / 1e9 * tech.cost_usd_per_gb,
+        "dram": device.dram_capacity_bytes / GIGA * tech.cost_usd_per_gb,
         "interposer": 0.0,
     }
     if tech.footprint_mm2 > 0:

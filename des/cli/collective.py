@@ -23,7 +23,7 @@ from des.cli.args import (
     positive_int,
 )
 from des.cli.outputs import write_outputs
-from des.units import MiB
+from des.units import GIGA, MiB
 
 #: Collective kinds and their help.
 KINDS = (
@@ -104,8 +104,8 @@ def run_collective(args: argparse.Namespace) -> int:
         how = result.algorithm if result.protocol is None else f"{result.algorithm}, {result.protocol}"
         print(f"{args.kind} of {format_bytes(args.bytes)} over {len(group)} ranks of {system.name} ({how})")
         print(f"  latency   {format_seconds(result.latency_s)}")
-        print(f"  algbw     {result.algbw_bytes_per_s / 1e9:.2f} GB/s")
-        print(f"  busbw     {result.busbw_bytes_per_s / 1e9:.2f} GB/s")
+        print(f"  algbw     {result.algbw_bytes_per_s / GIGA:.2f} GB/s")
+        print(f"  busbw     {result.busbw_bytes_per_s / GIGA:.2f} GB/s")
         print(f"  rings     {len(result.rings)} x {' -> '.join(result.rings[0])}")
         print(f"  pieces    {result.pieces_per_step} per step")
         for fault in faults:

@@ -313,7 +313,7 @@ class RingCollective(Collective):
         start = env.now
         if self.launch_s > 0:
             yield env.timeout(self.launch_s)
-        units = min(params.compute_units, device.compute.units)
+        units = params.compute_units  # at most the device's (checked by SystemSpec)
         if units:
             yield device.compute.acquire(units)
         senders = [env.process(self._sender(rank, channel, index)) for index, channel in enumerate(channels)]

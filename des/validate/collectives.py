@@ -19,6 +19,7 @@ from des.engine import simulate_collective
 from des.errors import DesError
 from des.spans import Trace
 from des.specs import SystemSpec
+from des.units import US_PER_S
 from des.validate.calibration import calibration_dir, read_rows
 
 
@@ -122,7 +123,7 @@ def format_report(report: Report) -> str:
     for row in report.rows:
         lines.append(
             f"{row.dataset:<22} {row.system:<12} {row.ranks:>5} {row.nbytes:>12.0f} "
-            f"{row.measured_s * 1e6:>12.2f} {row.simulated_s * 1e6:>13.2f} {row.error * 100:>+7.1f}%"
+            f"{row.measured_s * US_PER_S:>12.2f} {row.simulated_s * US_PER_S:>13.2f} {row.error * 100:>+7.1f}%"
         )
     lines.append("")
     lines.append("mean absolute percentage error")

@@ -26,6 +26,7 @@ from des.mapper import MapperParams, schedule_for
 from des.operators import Matmul, Softmax
 from des.runtime import RuntimeProfile, runtime_profile
 from des.specs import DeviceSpec
+from des.units import US_PER_S
 from des.validate.calibration import calibration_dir as _calibration_dir
 from des.validate.calibration import read_rows
 
@@ -158,7 +159,7 @@ def format_validation(report: ValidationReport) -> str:
             current = row.file
             lines += ["", current, header]
         lines.append(
-            f"{row.operator:<44} {row.simulated_s * 1e6:>9.1f} us {row.measured_s * 1e6:>9.1f} us"
+            f"{row.operator:<44} {row.simulated_s * US_PER_S:>9.1f} us {row.measured_s * US_PER_S:>9.1f} us"
             f" {row.error_pct:>+7.1f}%"
         )
     lines.append("")
