@@ -34,7 +34,7 @@ import numpy as np
 from des.names import COLLECTIVE, KERNEL_CATEGORIES, LAUNCH, is_link_resource, natural_key
 from des.spans import Span
 from des.taskgraph import CollectiveTask, TaskGraph
-from des.units import format_bytes, format_seconds
+from des.units import format_bytes, format_count, format_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -400,7 +400,7 @@ def format_breakdown(metrics: RunMetrics) -> str:
         Lines of text (no trailing newline).
     """
     latency_s = metrics.latency_s
-    lines = [f"latency {format_seconds(latency_s)} over {len(metrics.devices)} device(s)"]
+    lines = [f"latency {format_seconds(latency_s)} over {format_count(len(metrics.devices), 'device')}"]
     width = max(len(key) for key in BREAKDOWN_CATEGORIES)
     for key in BREAKDOWN_CATEGORIES:
         value = metrics.breakdown_s.get(key, 0.0)

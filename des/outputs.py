@@ -19,9 +19,12 @@ under the common umask ``022``), not the ``0600`` of :func:`tempfile.mkstemp`.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import stat
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from des.errors import DesError
@@ -149,3 +152,14 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """:func:`write_bytes` of ``text`` in UTF-8."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+def write_csv(path: str | os.PathLike[str], columns: Sequence[str], rows: Iterable[Mapping[str, object]]) -> Path:
+    """Write ``rows`` (mappings; keys beyond ``columns`` ignored, ``None`` as an empty cell)
+    as a CSV table with a header, by :func:`write_text`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in columns})
+    return write_text(path, buffer.getvalue())

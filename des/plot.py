@@ -68,6 +68,19 @@ _BAR_FILL = 0.8
 _MANY_ROWS = 40
 
 
+def save_png(canvas, path: str | Path) -> Path:
+    """Write a matplotlib canvas to ``path`` as PNG, deterministically and safely.
+
+    No "Software" entry: the PNG then holds nothing but the picture, byte-identical
+    across runs and matplotlib versions. Drawn in memory first, then written by
+    :func:`des.outputs.write_bytes`, so a failed write never leaves half a file over
+    an old chart.
+    """
+    buffer = io.BytesIO()
+    canvas.print_png(buffer, metadata={"Software": None})
+    return write_bytes(path, buffer.getvalue())
+
+
 def time_unit_for(seconds: float) -> tuple[str, float]:
     """The display unit for a duration: the largest unit in which it is at least 1.
 
@@ -240,12 +253,6 @@ def gantt(
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    out = Path(path)
-    # No "Software" entry: the PNG then holds nothing but the picture, byte-identical
-    # across runs and matplotlib versions' metadata. Drawn in memory, then written so
-    # that a failed write never leaves half a file over an old chart.
-    buffer = io.BytesIO()
-    canvas.print_png(buffer, metadata={"Software": None})
-    write_bytes(out, buffer.getvalue())
+    out = save_png(canvas, path)
     logger.debug("wrote Gantt chart of %d spans in %d rows to %s", len(spans), len(rows), out)
     return out

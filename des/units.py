@@ -142,3 +142,9 @@ def format_bytes(size_bytes: float) -> str:
         if abs(size_bytes) >= factor:
             return f"{size_bytes / factor:.4g} {name}"
     return f"{size_bytes:.4g} B"
+
+
+def format_count(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 layer``, ``2 layers``, ``1 process``, ``3 processes``."""
+    word = singular if count == 1 else (plural if plural is not None else singular + "s")
+    return f"{count:,} {word}"

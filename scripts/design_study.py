@@ -26,7 +26,6 @@ A100 (LLMCompass reports up to 3.41x).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import logging
 import sys
@@ -34,6 +33,8 @@ from pathlib import Path
 
 from des.area import area_and_cost
 from des.errors import DoesNotFitError
+from des.outputs import check_folder, make_folder, write_csv
+from des.plot import save_png
 from des.study import PointSpec, prepare_point, run_study, simulate_point
 from des.units import GIGA, GiB, MiB
 
@@ -227,23 +228,18 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(f"{phase}")
         ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    fig.canvas.print_png(path, metadata={"Software": None})
+    save_png(fig.canvas, path)
 
 
 def study(args) -> list[Path]:
     """Run the designs, print the table and the finding, write the CSV and chart; the files written."""
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_folder(check_folder(args.out, "--out"))
     rows = [run_design(name, args) for name in (args.designs or DESIGNS)]
     normalise(rows)
     print(format_table(rows))
     print()
     print(finding(rows))
-    path = args.out / "design_study.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_COLUMNS})
+    path = write_csv(args.out / "design_study.csv", CSV_COLUMNS, rows)
     written = [path]
     if not args.no_plots:
         plot(rows, args.out / "design_pareto.png")

@@ -26,7 +26,6 @@ a quick look.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import math
 import sys
@@ -34,6 +33,8 @@ from pathlib import Path
 
 from des.errors import DoesNotFitError
 from des.metrics import BREAKDOWN_CATEGORIES
+from des.outputs import check_folder, make_folder, write_csv
+from des.plot import save_png
 from des.study import PointSpec, draw_point_gantt, prepare_point, run_study, simulate_point
 
 logger = logging.getLogger("kraken_ttft")
@@ -135,14 +136,6 @@ def geometric_mean(values) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in CSV_COLUMNS})
-
-
 def format_table(rows: list[dict], archs) -> str:
     points = sorted({(r["model"], r["seq"], r["tp"]) for r in rows}, key=lambda p: (MODELS.index(p[0]) if p[0] in MODELS else 99, p[0], p[1], p[2]))
     times = {(r["model"], r["seq"], r["tp"], r["arch"]): r["ttft_s"] for r in rows}
@@ -183,7 +176,7 @@ def plot_speedups(table: dict[tuple, float], path: Path) -> None:
     ax.set_ylabel("Kraken TTFT speed-up over standard")
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.canvas.print_png(path, metadata={"Software": None})
+    save_png(fig.canvas, path)
 
 
 def plot_breakdown(rows: list[dict], archs, path: Path) -> None:
@@ -211,7 +204,7 @@ def plot_breakdown(rows: list[dict], archs, path: Path) -> None:
     ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title("Runtime breakdown (S = standard, P = parallel, K = Kraken)")
     fig.tight_layout()
-    fig.canvas.print_png(path, metadata={"Software": None})
+    save_png(fig.canvas, path)
 
 
 def draw_gantts(args, out: Path) -> list[Path]:
@@ -232,7 +225,7 @@ def draw_gantts(args, out: Path) -> list[Path]:
 
 def study(args) -> list[Path]:
     """Run the grid, print its table and speed-ups, write the CSV and charts; the files written."""
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_folder(check_folder(args.out, "--out"))
     rows = run_grid(args)
     print(format_table(rows, args.archs))
     table = speedups(rows)
@@ -247,7 +240,7 @@ def study(args) -> list[Path]:
     skipped = [r for r in rows if r["ttft_s"] is None]
     for row in skipped:
         print(f"does not fit: {row['model']} {row['arch']} TP={row['tp']} seq {row['seq']}: {row['error']}")
-    write_csv(rows, args.out / "kraken_ttft.csv")
+    write_csv(args.out / "kraken_ttft.csv", CSV_COLUMNS, rows)
     written = [args.out / "kraken_ttft.csv"]
     if not args.no_plots:
         if table:

@@ -32,7 +32,6 @@ and ``gantt-<family>.png`` (two layers of the last architecture on each family).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import logging
 import sys
@@ -41,8 +40,11 @@ from pathlib import Path
 from des.errors import DesError, DoesNotFitError
 from des.faults import FaultError, link_name
 from des.metrics import BREAKDOWN_CATEGORIES
+from des.outputs import check_folder, make_folder, write_csv
+from des.plot import save_png
 from des.specs import LinkSpec
 from des.study import PointSpec, draw_point_gantt, prepare_point, run_study, simulate_point
+from des.units import format_count
 from topologies import (
     fully_connected,
     load_system,
@@ -183,14 +185,6 @@ def run_sweeps(args) -> list[dict]:
 # --------------------------------------------------------------------------- outputs
 
 
-def write_csv(rows: list[dict], path: Path) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: ("" if row.get(key) is None else row.get(key)) for key in CSV_COLUMNS})
-
-
 def format_table(rows: list[dict], archs) -> str:
     def cell(row) -> str:
         if row is None:
@@ -243,7 +237,7 @@ def plot_scaling(rows: list[dict], archs, sweep: str, path: Path, system: str) -
     ax.legend(frameon=False)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.canvas.print_png(path, metadata={"Software": None})
+    save_png(fig.canvas, path)
 
 
 def plot_families(rows: list[dict], archs, families, path: Path) -> None:
@@ -266,7 +260,7 @@ def plot_families(rows: list[dict], archs, families, path: Path) -> None:
     ax.set_ylabel("latency (ms); no bar: a GPU cut off")
     ax.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    fig.canvas.print_png(path, metadata={"Software": None})
+    save_png(fig.canvas, path)
 
 
 def draw_gantts(args, out: Path) -> list[Path]:
@@ -286,11 +280,11 @@ def study(args) -> list[Path]:
     """Run the three sweeps, print the table, write the CSV and charts; the files written."""
     if not 2 <= args.tp <= 8:
         raise DesError(f"--tp must be between 2 and 8 (the families have 8 GPUs), got {args.tp}")
-    args.out.mkdir(parents=True, exist_ok=True)
+    make_folder(check_folder(args.out, "--out"))
     rows = run_sweeps(args)
-    print(f"{args.model}, prefill seq {args.seq}, TP={args.tp}" + (f", {args.layers} layers" if args.layers else ""))
+    print(f"{args.model}, prefill seq {args.seq}, TP={args.tp}" + (f", {format_count(args.layers, 'layer')}" if args.layers else ""))
     print(format_table(rows, args.archs))
-    write_csv(rows, args.out / "topology_study.csv")
+    write_csv(args.out / "topology_study.csv", CSV_COLUMNS, rows)
     written = [args.out / "topology_study.csv"]
     if not args.no_plots:
         for sweep, name in (("bandwidth", "latency_vs_bandwidth.png"), ("latency", "latency_vs_link_latency.png")):

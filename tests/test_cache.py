@@ -150,3 +150,41 @@ def test_concurrent_writers_leave_a_valid_cache(private_cache, caplog):
             _, info = schedule_for(A100, Matmul(m, 64, 64))
             assert info.source == "disk"
     assert not caplog.records
+
+
+def test_the_mapper_version_follows_the_cost_model_source(tmp_path):
+    """An edited cost model gets another version, so it never serves schedules from disk."""
+    import shutil
+
+    import des.mapper.params as params
+    from des.mapper.params import MAPPER_REVISION, MAPPER_VERSION, cost_model_digest
+
+    here = Path(params.__file__).resolve().parent
+    copy = tmp_path / "mapper"
+    shutil.copytree(here, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(here.parent / "operators.py", tmp_path / "operators.py")
+    assert MAPPER_VERSION == f"{MAPPER_REVISION}-{cost_model_digest(copy)}"
+    source = copy / "matmul.py"
+    source.write_text(source.read_text() + "\n# one more line\n")
+    assert cost_model_digest(copy) != cost_model_digest(here)
+    operators = tmp_path / "operators.py"
+    source.write_text((here / "matmul.py").read_text())
+    operators.write_text(operators.read_text().replace("2.0", "2.00", 1))
+    assert cost_model_digest(copy) != cost_model_digest(here)
+
+
+def test_the_cache_key_and_folder_hold_the_mapper_version(monkeypatch, tmp_path):
+    from des.mapper import cache
+    from des.mapper.params import DEFAULT_PARAMS
+    from des.operators import Matmul
+
+    monkeypatch.setenv("DES_CACHE_DIR", str(tmp_path))
+    key = cache.cache_key(A100, Matmul(64, 64, 64), DEFAULT_PARAMS)
+    assert f"v{cache.MAPPER_VERSION}" in str(cache._path(key))
+    cache._cache_key.cache_clear()
+    monkeypatch.setattr(cache, "MAPPER_VERSION", "edited")
+    try:
+        assert cache.cache_key(A100, Matmul(64, 64, 64), DEFAULT_PARAMS) != key
+        assert "vedited" in str(cache._path(key))
+    finally:
+        cache._cache_key.cache_clear()

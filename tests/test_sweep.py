@@ -122,7 +122,7 @@ def test_failed_point_is_recorded_and_the_rest_complete(tmp_path, capsys):
     assert table[1]["error"].startswith("DoesNotFitError:")
     assert table[1]["latency_s"] == "" and table[1]["model"] == "gpt3-175b"
     assert table[0]["latency_s"] == table[2]["latency_s"] != ""
-    assert "2 ok, 1 errors" in stdout
+    assert "2 ok, 1 error)" in stdout
 
 
 def test_process_pool_equals_serial_and_output_is_deterministic(tmp_path, capsys):
@@ -266,6 +266,53 @@ def test_unreachable_scheduler_fails_fast(tmp_path, capsys):
     assert code == 2
     assert time.monotonic() - start < 15
     assert "cannot reach the Dask scheduler" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "fragment"),
+    [
+        ("unreachable", "cannot reach the Dask scheduler"),
+        ("not a url", "expected tcp://HOST:PORT"),
+        ("tcp://127.0.0.1:notaport", "the port must be a number"),
+        ("foo://127.0.0.1:8786", "unknown scheme 'foo://'"),
+        ("tcp://", "expected tcp://HOST:PORT"),
+    ],
+)
+def test_a_sweep_that_cannot_start_leaves_an_existing_csv_byte_identical(tmp_path, capsys, address, fragment):
+    pytest.importorskip("distributed", reason="the 'distributed' package is not installed")
+    path = write_sweep(tmp_path, {"tp": [2, 4]})
+    out = tmp_path / "out.csv"
+    assert sweep(capsys, path, "--out", out, "--jobs", "1")[0] == 0
+    # One point left to do, so --resume too has to reach the scheduler.
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:-1]))
+    before = (out.read_bytes(), (tmp_path / "out.csv.sweep.json").read_bytes())
+    if address == "unreachable":
+        address = f"tcp://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    for extra in ((), ("--resume",)):
+        code, _, err = sweep(capsys, path, "--out", out, "--scheduler", address, "--timeout-s", "1", *extra)
+        assert code == 2 and fragment in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err and "__del__" not in err, err
+    assert time.monotonic() - start < 10, "no stall"
+    assert (out.read_bytes(), (tmp_path / "out.csv.sweep.json").read_bytes()) == before
+
+
+def test_everything_done_leaves_the_csv_untouched(tmp_path, capsys):
+    path = write_sweep(tmp_path, {"tp": [2, 4]})
+    out = tmp_path / "out.csv"
+    assert sweep(capsys, path, "--out", out, "--jobs", "1")[0] == 0
+    before = out.read_bytes()
+    code, stdout, _ = sweep(capsys, path, "--out", out, "--resume", "--jobs", "1")
+    assert code == 0 and "0 points run" in stdout
+    assert out.read_bytes() == before
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_any_point(tmp_path, capsys):
+    path = write_sweep(tmp_path, {"tp": [2, 4]})
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = sweep(capsys, path, "--out", blocker / "out.csv", "--jobs", "1")
+    assert code == 2 and "not a folder" in err and err.count("\n") == 1
 
 
 # --------------------------------------------------------------------------- overrides

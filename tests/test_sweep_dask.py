@@ -120,3 +120,58 @@ def test_scheduler_without_workers_is_a_clear_error(tmp_path, capsys):
         assert "has no worker after 1 s" in err
     finally:
         stop([scheduler])
+
+
+def test_losing_every_worker_mid_sweep_is_reported_and_resumable(tmp_path, capsys):
+    """A worker killed after the first row: the sweep stops (no hang), keeps its rows, resumes."""
+    import threading
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    common = {"cwd": ROOT, "env": env, "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+         "--port", address.rsplit(":", 1)[1], "--no-dashboard"], **common)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", address, "--host", "127.0.0.1", "--nworkers", "1",
+         "--nthreads", "1", "--no-nanny", "--no-dashboard", "--death-timeout", str(START_TIMEOUT_S)], **common)
+    try:
+        with distributed.Client(address, timeout=START_TIMEOUT_S, set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=START_TIMEOUT_S)
+        sweep = tmp_path / "sweep.yaml"
+        sweep.write_text(yaml.safe_dump({
+            "base": {"system": "hgx-a100-4", "model": "gpt3-1.3b", "layers": 2, "tp": 4},
+            "axes": {"seq": [64, 128, 256, 512, 1024, 2048], "arch": ["standard", "kraken"]},
+        }))
+        out = tmp_path / "out.csv"
+
+        def kill_after_first_row() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if out.exists() and len(out.read_text().splitlines()) >= 2:
+                    worker.kill()
+                    return
+                time.sleep(0.01)
+
+        killer = threading.Thread(target=kill_after_first_row)
+        killer.start()
+        start = time.monotonic()
+        code = main(["sweep", str(sweep), "--out", str(out), "--scheduler", address, "--stall-timeout-s", "3", "--quiet"])
+        killer.join()
+        _, err = capsys.readouterr()
+        assert code == 2, err
+        assert "no point finished" in err and "--resume" in err and "Traceback" not in err, err
+        assert time.monotonic() - start < 45
+        kept = rows(out)
+        assert 1 <= len(kept) < 12
+        # The rows kept are finished points; --resume runs the rest (here on local processes).
+        code = main(["sweep", str(sweep), "--out", str(out), "--resume", "--jobs", "1", "--quiet"])
+        stdout, err = capsys.readouterr()
+        assert code == 0, err
+        assert f"{len(kept)} already done" in stdout
+        full = tmp_path / "full.csv"
+        assert main(["sweep", str(sweep), "--out", str(full), "--jobs", "1", "--quiet"]) == 0
+        assert rows(out) == rows(full)
+    finally:
+        stop([worker])
+        stop([scheduler])

@@ -73,8 +73,6 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
 
 def spec_from_args(args: argparse.Namespace, arch: str) -> PointSpec:
     """The :class:`PointSpec` of parsed ``des run`` options for one architecture."""
-    if args.phase == DECODE and args.seq is not None:
-        raise DesError("--seq is the prompt length of --phase prefill; decode attends over --kv-len instead")
     spec = PointSpec(
         system=args.system,
         model=args.model,
@@ -91,6 +89,8 @@ def spec_from_args(args: argparse.Namespace, arch: str) -> PointSpec:
         degrade=tuple(args.degrade),
     )
     spec.check()
+    if args.phase == DECODE and args.seq is not None:
+        raise DesError("--seq is the prompt length of --phase prefill; decode attends over --kv-len instead")
     return spec
 
 
@@ -99,21 +99,17 @@ def per_arch_path(path: Path, arch: str) -> Path:
     return path.with_name(f"{path.stem}-{arch}{path.suffix}")
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def _table(points: list) -> str:
     """One column per architecture: the latency, its breakdown, memory and cost."""
     from des.metrics import BREAKDOWN_CATEGORIES
-    from des.units import format_bytes, format_seconds
+    from des.units import format_bytes, format_count, format_seconds
 
     first = points[0]
     spec = first.spec
     metric = "TTFT" if spec.phase == "prefill" else "time per output token"
     what = f"seq {spec.seq}" if spec.phase == "prefill" else f"KV length {spec.kv_len}"
     faults = "".join(f", {f['action']} {f['spec']}" for f in first.record.get("faults", ()))
-    layers = f", {_plural(spec.layers, 'layer')}" if spec.layers else ""
+    layers = f", {format_count(spec.layers, 'layer')}" if spec.layers else ""
     lines = [
         f"{first.record['model']} on {first.record['system']}{faults}, TP={spec.tp}, batch {spec.batch}, {spec.phase} {what}, "
         f"{spec.attention} attention, {spec.runtime} runtime{layers}",

@@ -91,6 +91,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     )
     from des.sweep.runner import check_address, run_points
     from des.sweep.spec import load_sweep
+    from des.units import format_count
 
     sweep = load_sweep(args.sweep)
     out = args.out if args.out is not None else check_writable(args.sweep.stem + ".csv", "--out")
@@ -101,7 +102,7 @@ def sweep_command(args: argparse.Namespace) -> int:
     specs = point_specs(sweep)
     points = sweep.points()
     if args.dry_run:
-        print(f"{sweep.source}: {len(points)} points over {len(sweep.axes)} axes ({sweep.mode}), all built and checked")
+        print(f"{sweep.source}: {format_count(len(points), 'point')} over {format_count(len(sweep.axes), 'axis', 'axes')} ({sweep.mode}), all built and checked")
         return 0
     header = columns(sweep)
     kept: list[list[str]] = []
@@ -143,8 +144,8 @@ def sweep_command(args: argparse.Namespace) -> int:
         table.close()
     wall_s = time.perf_counter() - start
     parquet = None if args.no_parquet else write_parquet(out)
-    where = f"on {args.scheduler}" if args.scheduler else f"on {min(args.jobs, max(len(pending), 1))} process(es)"
+    where = f"on {args.scheduler}" if args.scheduler else f"on {format_count(min(args.jobs, max(len(pending), 1)), 'process', 'processes')}"
     resumed = f", {len(kept)} already done" if kept else ""
-    print(f"{len(pending)} points run {where} in {wall_s:.2f} s ({counts['ok']} ok, "
-          f"{counts['error']} errors{resumed}); wrote {out}" + (f" and {parquet}" if parquet else ""))
+    print(f"{format_count(len(pending), 'point')} run {where} in {wall_s:.2f} s ({counts['ok']} ok, "
+          f"{format_count(counts['error'], 'error')}{resumed}); wrote {out}" + (f" and {parquet}" if parquet else ""))
     return 0

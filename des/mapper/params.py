@@ -20,9 +20,13 @@ MAPPER_REVISION = "1"
 _COST_MODEL_SOURCES = ("attention.py", "matmul.py", "params.py", "rowwise.py", "schedule.py", "waves.py", "__init__.py")
 
 
-def _cost_model_digest() -> str:
-    """SHA-256 (first 12 hex digits) of the cost model's source, so any edit changes it."""
-    here = Path(__file__).resolve().parent
+def cost_model_digest(here: Path | None = None) -> str:
+    """SHA-256 (first 12 hex digits) of the cost model's source, so any edit changes it.
+
+    ``here`` is the mapper package's folder (this one by default); the operators
+    module is read beside it.
+    """
+    here = Path(__file__).resolve().parent if here is None else Path(here)
     digest = hashlib.sha256()
     for path in (*(here / name for name in _COST_MODEL_SOURCES), here.parent / "operators.py"):
         digest.update(path.name.encode("utf-8"))
@@ -33,7 +37,7 @@ def _cost_model_digest() -> str:
 #: The cost model's version: the revision and a digest of its code. Part of every
 #: cache key and of the on-disk cache's folder, so a changed model never serves
 #: schedules an older one stored.
-MAPPER_VERSION = f"{MAPPER_REVISION}-{_cost_model_digest()}"
+MAPPER_VERSION = f"{MAPPER_REVISION}-{cost_model_digest()}"
 
 #: Bytes of one partial sum: tensor cores and matrix units accumulate fp16/bf16/fp8
 #: products in fp32 (NVIDIA A100 whitepaper, "FP16/BF16 with FP32 accumulate"; AMD CDNA2

@@ -25,6 +25,7 @@ from typing import Any
 
 from des.errors import DesError
 from des.study import build_model, build_system, run_point
+from des.units import format_count
 
 logger = logging.getLogger(__name__)
 
@@ -259,22 +260,29 @@ def run_dask(
     try:
         futures = client.map(run_sweep_point, list(specs), token=token, pure=False)
         pending = {future: position for position, future in enumerate(futures)}
+
+        def stalled() -> DesError:
+            finished = len(specs) - len(pending)
+            return DesError(
+                f"no point finished on the Dask cluster at {address} in {stall_timeout_s:g} s "
+                f"({format_count(_workers(client), 'worker')} left; {finished} of {format_count(len(specs), 'point')} done and kept); "
+                f"restart the workers and run again with --resume, or raise --stall-timeout-s"
+            )
+
         while pending:
             done = _first_done(pending, stall_timeout_s)
             if not done:
-                finished = len(specs) - len(pending)
-                raise DesError(
-                    f"no point finished on the Dask cluster at {address} in {stall_timeout_s:g} s "
-                    f"({_workers(client)} workers left; {finished} of {len(specs)} points done and kept); "
-                    f"restart the workers and run again with --resume, or raise --stall-timeout-s"
-                )
+                raise stalled()
             for future in sorted(done, key=pending.__getitem__):
-                position = pending.pop(future)
                 try:
-                    result = future.result()
+                    # A result held by a worker that was lost since must be computed
+                    # again: bounded like any other wait.
+                    result = future.result(timeout=stall_timeout_s)
+                except TimeoutError:
+                    raise stalled() from None
                 except Exception as exc:  # KilledWorker, a lost connection
                     result = _failure(exc)
-                on_result(position, result)
+                on_result(pending.pop(future), result)
                 future.release()
     finally:
         quiet = logging.getLogger("distributed")

@@ -19,7 +19,7 @@ from des.engine import simulate_collective
 from des.errors import DesError
 from des.spans import Trace
 from des.specs import SystemSpec
-from des.units import US_PER_S
+from des.units import US_PER_S, format_count
 from des.validate.calibration import calibration_dir, read_rows
 
 
@@ -129,8 +129,8 @@ def format_report(report: Report) -> str:
     lines.append("mean absolute percentage error")
     for dataset in report.datasets():
         count = sum(1 for row in report.rows if row.dataset == dataset)
-        lines.append(f"  {dataset:<22} {report.mape(dataset) * 100:6.2f} %  ({count} rows)")
-    lines.append(f"  {'all rows':<22} {report.mape() * 100:6.2f} %  ({len(report.rows)} rows)")
+        lines.append(f"  {dataset:<22} {report.mape(dataset) * 100:6.2f} %  ({format_count(count, 'row')})")
+    lines.append(f"  {'all rows':<22} {report.mape() * 100:6.2f} %  ({format_count(len(report.rows), 'row')})")
     for dataset, count in sorted(report.skipped.items()):
         lines.append(f"  skipped {dataset}: {count} rows (no preset system for them)")
     return "\n".join(lines)
