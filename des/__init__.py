@@ -1,3 +1,29 @@
-"""des: a discrete-event simulator of LLM inference on several accelerators."""
+"""des: a discrete-event simulator of LLM inference on several accelerators.
+
+SimPy processes model each device's compute units and DRAM and every direction of every
+link of a networkx topology; an LLMCompass-style mapper gives each kernel its tile
+schedule; collectives move piece by piece over the links. Overlap and slowdown come out
+of contention for those resources.
+
+The package is built in layers; a module imports only its own layer and the ones below
+(``tests/test_layers.py`` checks every import):
+
+1. ``units``, ``errors``, ``names``, ``spans``, ``outputs``, ``progress`` - SI units,
+   the one error type, shared names (sort order, link rows, operator classes, span
+   categories), span records, safe file writing, the progress bar;
+2. ``specs`` - frozen, self-checking device, link, collective and system descriptions;
+3. ``taskgraph``, ``operators``, ``runtime`` - pure data: tasks, operator shapes,
+   launch overhead per operator class;
+4. ``mapper``, ``area`` - tile schedules (numpy, cached) and die area and cost;
+5. ``hardware`` - SimPy compute units, DRAM, links and the network;
+6. ``collectives`` - event-simulated ring and hierarchical collectives;
+7. ``faults`` - failures and degradations, and the plan the engine follows;
+8. ``engine`` - a task graph run on a system;
+9. ``trace``, ``metrics``, ``plot``, ``plot_topology`` - outputs drawn from the spans;
+10. ``study``, ``validate`` - one point of a study (the only place below the command
+    line that imports ``topologies`` and ``workloads``); comparison with measurements;
+11. ``sweep`` - many points, locally or on Dask;
+12. ``cli`` - the ``des`` command.
+"""
 
 __version__ = "0.1.0"
