@@ -19,14 +19,7 @@ from typing import Any
 from des.cli.args import add_fault_options, add_simulation_limits, output_path, positive_int
 from des.cli.outputs import EXIT_BAD_INPUT, write_outputs
 from des.errors import DesError
-from des.study.point import (
-    DECODE,
-    DEFAULT_MODEL,
-    DEFAULT_SEQ,
-    DEFAULT_SYSTEM,
-    DEFAULT_TP,
-    PointSpec,
-)
+from des.study.defaults import DECODE, DEFAULT_MODEL, DEFAULT_SEQ, DEFAULT_SYSTEM, DEFAULT_TP
 
 #: Architectures compared when no --arch is given.
 COMPARED_ARCHS = ("standard", "kraken")
@@ -71,8 +64,10 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def spec_from_args(args: argparse.Namespace, arch: str) -> PointSpec:
-    """The :class:`PointSpec` of parsed ``des run`` options for one architecture."""
+def spec_from_args(args: argparse.Namespace, arch: str):
+    """The :class:`~des.study.PointSpec` of parsed ``des run`` options for one architecture."""
+    from des.study.point import PointSpec
+
     spec = PointSpec(
         system=args.system,
         model=args.model,

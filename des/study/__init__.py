@@ -13,45 +13,45 @@ imports ``topologies/`` and ``workloads/``.
 - :mod:`des.study.overrides` - set fields of a parsed YAML mapping by dotted path.
 - :mod:`des.study.gantt` - the Gantt chart of a point (two layers of a whole model).
 - :mod:`des.study.script` - the ``main`` wrapper of a scenario script.
+- :mod:`des.study.defaults` - the main job's defaults (constants only).
 """
 
-from des.study.gantt import GANTT_LAYERS, draw_point_gantt, gantt_spans, gantt_title
-from des.study.overrides import apply_overrides
-from des.study.point import (
-    DEFAULT_MODEL,
-    DEFAULT_SEQ,
-    DEFAULT_SYSTEM,
-    DEFAULT_TP,
-    PointResult,
-    PointSpec,
-    PreparedPoint,
-    build_model,
-    build_system,
-    group_for,
-    prepare_point,
-    run_point,
-    simulate_point,
-)
-from des.study.script import run_study
+import importlib
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "DEFAULT_SEQ",
-    "DEFAULT_SYSTEM",
-    "DEFAULT_TP",
-    "GANTT_LAYERS",
-    "PointResult",
-    "PointSpec",
-    "PreparedPoint",
-    "apply_overrides",
-    "build_model",
-    "build_system",
-    "draw_point_gantt",
-    "gantt_spans",
-    "gantt_title",
-    "group_for",
-    "prepare_point",
-    "run_point",
-    "run_study",
-    "simulate_point",
-]
+#: Public names and the module each lives in; imported on first use (PEP 562), so the
+#: command line can read the defaults without loading the simulator.
+_EXPORTS = {
+    "DEFAULT_MODEL": "defaults",
+    "DEFAULT_SEQ": "defaults",
+    "DEFAULT_SYSTEM": "defaults",
+    "DEFAULT_TP": "defaults",
+    "GANTT_LAYERS": "gantt",
+    "PointResult": "point",
+    "PointSpec": "point",
+    "PreparedPoint": "point",
+    "apply_overrides": "overrides",
+    "build_model": "point",
+    "build_system": "point",
+    "draw_point_gantt": "gantt",
+    "gantt_spans": "gantt",
+    "gantt_title": "gantt",
+    "group_for": "point",
+    "prepare_point": "point",
+    "run_point": "point",
+    "run_study": "script",
+    "simulate_point": "point",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'des.study' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"des.study.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -18,18 +18,16 @@ from typing import Any
 
 from des.errors import DesError
 from des.specs import SystemSpec, read_yaml
+from des.study.defaults import (
+    DECODE,
+    DEFAULT_MODEL,
+    DEFAULT_SEQ,
+    DEFAULT_SYSTEM,
+    DEFAULT_TP,
+    METRIC_OF_PHASE,
+    PREFILL,
+)
 from des.study.overrides import apply_overrides
-
-#: Defaults of the main job: a mid-size model where the all-reduces matter.
-DEFAULT_SYSTEM = "dgx-a100"
-DEFAULT_MODEL = "gpt3-13b"
-DEFAULT_TP = 8
-DEFAULT_SEQ = 2048
-#: Phases: a prompt (time to first token) or one token against a KV cache.
-PREFILL = "prefill"
-DECODE = "decode"
-#: The metric each phase reports.
-METRIC_OF_PHASE = {PREFILL: "ttft_s", DECODE: "tpot_s"}
 
 
 @dataclass(frozen=True)

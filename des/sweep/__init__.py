@@ -14,8 +14,29 @@ before any runs. :mod:`des.sweep.runner` runs the points through
 sweep. ``des sweep`` (:mod:`des.cli.sweep`) ties them together.
 """
 
-from des.study.overrides import apply_overrides
-from des.sweep.check import point_specs
-from des.sweep.spec import Axis, SweepPoint, SweepSpec, load_sweep, parse_sweep
+import importlib
 
-__all__ = ["Axis", "SweepPoint", "SweepSpec", "apply_overrides", "load_sweep", "parse_sweep", "point_specs"]
+#: Public names and the module each lives in; imported on first use (PEP 562).
+_EXPORTS = {
+    "Axis": "des.sweep.spec",
+    "SweepPoint": "des.sweep.spec",
+    "SweepSpec": "des.sweep.spec",
+    "apply_overrides": "des.study.overrides",
+    "load_sweep": "des.sweep.spec",
+    "parse_sweep": "des.sweep.spec",
+    "point_specs": "des.sweep.check",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'des.sweep' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
