@@ -209,17 +209,16 @@ class ProductFacts:
     register_file_bytes_per_unit: float
     links: tuple[LinkPort, ...]
     reported_die_mm2: float | None = None
-    reported_transistors: float | None = None
 
 
 PRODUCTS: dict[str, ProductFacts] = {
     "a100": ProductFacts(  # [A100-WP]; full-die L2 48 MB = 40 MB x 6/5 memory partitions
         "GA100", "N7", "hbm2e", 108, 128, 40 * MiB, 48 * MiB, 5, 6, 256 * KiB,
-        (LinkPort("nvlink3", 12, 4), LinkPort("pcie4", 1, 16)), 826.0, 54.2e9,
+        (LinkPort("nvlink3", 12, 4), LinkPort("pcie4", 1, 16)), 826.0,
     ),
     "h100": ProductFacts(  # [H100-WP]
         "GH100", "4N", "hbm3", 132, 144, 50 * MiB, 60 * MiB, 5, 6, 256 * KiB,
-        (LinkPort("nvlink4", 18, 2), LinkPort("pcie5", 1, 16)), 814.0, 80e9,
+        (LinkPort("nvlink4", 18, 2), LinkPort("pcie5", 1, 16)), 814.0,
     ),
     "mi210": ProductFacts(  # [CDNA2-WP]; die area not published
         "Aldebaran GCD", "N6", "hbm2e", 104, 112, 8 * MiB, 8 * MiB, 4, 4, 512 * KiB,
