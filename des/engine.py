@@ -210,7 +210,8 @@ class Engine:
 
     def _check_faults(self, graph: TaskGraph) -> None:
         """Before the run: no task on a failed device, no collective cut apart."""
-        self.fault_plan.check_before(self._uses(graph, graph.tasks))
+        if self.fault_plan.before:
+            self.fault_plan.check_before(self._uses(graph, graph.tasks))
 
     def _simulate(self, graph: TaskGraph, ends: dict[str, float]) -> tuple[Fault, ...]:
         """``env.run()`` through the timed faults (:class:`~des.faults.FaultPlan`); return those applied."""

@@ -24,7 +24,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from des.errors import DesError
-from des.study import build_model, build_system, run_point
 from des.units import format_count
 
 logger = logging.getLogger(__name__)
@@ -65,6 +64,8 @@ def with_built_specs(spec: Any, token: str) -> Any:
     The built specs are shared data (nothing changes them: faults work on a copy), so
     the result is the same as loading them afresh.
     """
+    from des.study import build_model, build_system
+
     system, model = spec.system, spec.model
     if isinstance(system, str):
         system = _built(token, "system", system, spec.system_overrides,
@@ -92,6 +93,8 @@ def run_sweep_point(spec: Any, token: str = "") -> dict[str, Any]:
         ``record`` (the ``des run --json`` record, without per-op and utilisation
         detail; ``None`` on error) and ``wall_s``.
     """
+    from des.study import run_point
+
     start = time.perf_counter()
     try:
         record = run_point(with_built_specs(spec, token) if token else spec).record
