@@ -106,6 +106,42 @@ def test_written_files_follow_the_umask(capsys, tmp_path):
     assert stat.S_IMODE(trace.stat().st_mode) == 0o644
 
 
+def test_sweep_tables_follow_the_umask(capsys, tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("base: {model: gpt3-1.3b, layers: 1, seq: 64}\naxes: {tp: [2]}\n")
+    previous = os.umask(0o022)
+    try:
+        code, _, err = call(capsys, "sweep", str(sweep), "--out", str(tmp_path / "s.csv"), "--jobs", "1", "--quiet", "--no-parquet")
+    finally:
+        os.umask(previous)
+    assert code == 0, err
+    for name in ("s.csv", "s.csv.sweep.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+
+
+def test_the_progress_bar_draws_only_on_a_terminal():
+    import io
+
+    from des.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    shown = Terminal()
+    with Progress("des run", unit="tasks", stream=shown) as bar:
+        bar.start(1000)
+        for _ in range(1000):
+            bar.advance()
+    lines = shown.getvalue().split("\r")
+    assert lines[-1].startswith("des run: [" + "#" * 30 + "] 100 %  1,000/1,000 tasks") and lines[-1].endswith("\n")
+    piped = io.StringIO()
+    with Progress("des run", stream=piped) as bar:
+        bar.start(10)
+        bar.advance(10)
+    assert piped.getvalue() == "" and bar.done == 10
+
+
 def test_cache_files_follow_the_umask(tmp_path, monkeypatch):
     from des.mapper import clear_memory_cache, schedule_for
     from des.operators import Matmul

@@ -113,11 +113,15 @@ def test_scheduler_without_workers_is_a_clear_error(tmp_path, capsys):
             pass
         sweep = tmp_path / "sweep.yaml"
         sweep.write_text(yaml.safe_dump({"base": {"model": "gpt3-1.3b", "layers": 1}, "axes": {"tp": [2]}}))
-        code = main(["sweep", str(sweep), "--out", str(tmp_path / "o.csv"), "--scheduler", address,
+        old = tmp_path / "o.csv"
+        old.write_bytes(b"an earlier result\n")
+        code = main(["sweep", str(sweep), "--out", str(old), "--scheduler", address,
                      "--timeout-s", "1", "--quiet"])
         _, err = capsys.readouterr()
         assert code == 2
-        assert "has no worker after 1 s" in err
+        assert "has no worker after 1 s" in err and err.count("\n") == 1
+        assert old.read_bytes() == b"an earlier result\n", "a sweep that never started leaves the file as it was"
+        assert not (tmp_path / "o.csv.sweep.json").exists()
     finally:
         stop([scheduler])
 
