@@ -1,8 +1,9 @@
 """``des validate collectives|operators``: the simulator against real measurements.
 
-``des validate collectives [--stride K] [--json]`` simulates every all-reduce row of the
-calibration tables that a preset system reproduces and prints simulated against
-measured with the error per table; ``des validate operators [--device D]
+``des validate collectives [--stride K] [--verbose] [--json]`` simulates every
+all-reduce row of the calibration tables that a preset system reproduces and prints
+simulated against measured with the error per table and size band (``--verbose``: each
+call's algorithm, protocol and channels); ``des validate operators [--device D]
 [--calibration-dir DIR] [--runtime R] [--json]`` compares a device's own operator tables
 with the mapper (:mod:`des.validate`).
 """
@@ -23,6 +24,7 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     what.required = True
     collectives = what.add_parser("collectives", help="all-reduce latency vs the calibration tables")
     collectives.add_argument("--stride", type=positive_int, default=1, metavar="K", help="compare every K-th row only (default 1: all)")
+    collectives.add_argument("--verbose", action="store_true", help="also show each call's algorithm, protocol and channels")
     collectives.add_argument("--json", action="store_true", help="print one JSON object")
     collectives.set_defaults(func=run_collectives)
     operators = what.add_parser("operators", help="compare the mapper with a device's operator measurements")
@@ -43,16 +45,22 @@ def run_collectives(args: argparse.Namespace) -> int:
     """Print every compared row and the error per table; return 0."""
     from dataclasses import asdict
 
-    from des.validate.collectives import format_report, validate_collectives
+    from des.validate.collectives import SIZE_BANDS, format_report, validate_collectives
     from topologies import load_system
 
     report = validate_collectives(load_system, stride=args.stride)
     if args.json:
-        datasets = {name: report.mape(name) for name in report.datasets()}
-        print(json.dumps({"rows": [asdict(row) for row in report.rows], "mape": datasets,
-                          "mape_all": report.mape(), "skipped": report.skipped}, sort_keys=True))
+        bands = [label for label, _low, _high in SIZE_BANDS]
+
+        def summary(dataset):
+            by_band = {band: report.mape(dataset, band) for band in bands}
+            return {"all": report.mape(dataset), "bands": {k: v for k, v in by_band.items() if v == v}}
+
+        print(json.dumps({"rows": [dict(asdict(row), band=row.band) for row in report.rows],
+                          "mape": {name: summary(name) for name in report.datasets()},
+                          "mape_all": summary(None), "skipped": report.skipped}, sort_keys=True))
     else:
-        print(format_report(report))
+        print(format_report(report, verbose=args.verbose))
     return 0
 
 

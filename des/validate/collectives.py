@@ -12,6 +12,7 @@ Rows whose system has no preset are counted as skipped, never silently dropped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,13 +20,30 @@ from des.engine import simulate_collective
 from des.errors import DesError
 from des.spans import Trace
 from des.specs import SystemSpec
-from des.units import US_PER_S, format_count
+from des.units import US_PER_S, KiB, MiB, format_count
 from des.validate.calibration import calibration_dir, read_rows
+
+#: Message-size bands the error is reported in: (label, lowest bytes, highest bytes),
+#: the small (latency-bound), mid-size and large (bandwidth-bound) regimes.
+SIZE_BANDS = (
+    ("< 256 KiB", 0.0, 256 * KiB),
+    ("256 KiB - 16 MiB", 256 * KiB, 16 * MiB),
+    ("> 16 MiB", 16 * MiB, math.inf),
+)
+
+
+def size_band(nbytes: float) -> str:
+    """The label of the :data:`SIZE_BANDS` band holding ``nbytes`` (16 MiB is mid-size)."""
+    if nbytes < SIZE_BANDS[1][1]:
+        return SIZE_BANDS[0][0]
+    if nbytes <= SIZE_BANDS[1][2]:
+        return SIZE_BANDS[1][0]
+    return SIZE_BANDS[2][0]
 
 
 @dataclass(frozen=True)
 class Row:
-    """One compared measurement."""
+    """One compared measurement, and how the simulated call ran."""
 
     dataset: str
     system: str
@@ -34,6 +52,14 @@ class Row:
     nbytes: float
     measured_s: float
     simulated_s: float
+    algorithm: str = "ring"
+    protocol: str | None = None
+    channels: int = 1
+
+    @property
+    def band(self) -> str:
+        """The size band of the message (:func:`size_band`)."""
+        return size_band(self.nbytes)
 
     @property
     def error(self) -> float:
@@ -48,9 +74,13 @@ class Report:
     rows: tuple[Row, ...]
     skipped: dict[str, int]
 
-    def mape(self, dataset: str | None = None) -> float:
-        """Mean absolute percentage error (as a fraction) over a dataset or all rows."""
-        chosen = [row for row in self.rows if dataset is None or row.dataset == dataset]
+    def mape(self, dataset: str | None = None, band: str | None = None) -> float:
+        """Mean absolute percentage error (as a fraction) over a dataset or all rows,
+        optionally of one size band (NaN where no row is in it)."""
+        chosen = [
+            row for row in self.rows
+            if (dataset is None or row.dataset == dataset) and (band is None or row.band == band)
+        ]
         if not chosen:
             return float("nan")
         return sum(abs(row.error) for row in chosen) / len(chosen)
@@ -113,24 +143,39 @@ def validate_collectives(load_system: Callable[[str], SystemSpec], stride: int =
             continue
         group = system.select_ranks(ranks, per_node if per_node != ranks else None)
         result = simulate_collective(system, "allreduce", group, nbytes, Trace(enabled=False))
-        rows.append(Row(label, name, ranks, per_node, nbytes, measured, result.latency_s))
+        rows.append(
+            Row(label, name, ranks, per_node, nbytes, measured, result.latency_s,
+                result.algorithm, result.protocol, len(result.rings))
+        )
     return Report(tuple(rows), skipped)
 
 
-def format_report(report: Report) -> str:
-    """The table of every row, then the error per dataset and overall."""
-    lines = [f"{'dataset':<22} {'system':<12} {'ranks':>5} {'bytes':>12} {'measured us':>12} {'simulated us':>13} {'error':>8}"]
+def format_report(report: Report, verbose: bool = False) -> str:
+    """The table of every row, then the error per dataset and size band, and overall.
+
+    ``verbose`` adds how each simulated call ran: algorithm, protocol and channels.
+    """
+    how = f" {'algorithm':<12} {'protocol':<12} {'channels':>8}" if verbose else ""
+    lines = [f"{'dataset':<22} {'system':<12} {'ranks':>5} {'bytes':>12} {'measured us':>12} {'simulated us':>13} {'error':>8}{how}"]
     for row in report.rows:
+        detail = f" {row.algorithm:<12} {row.protocol or '-':<12} {row.channels:>8}" if verbose else ""
         lines.append(
             f"{row.dataset:<22} {row.system:<12} {row.ranks:>5} {row.nbytes:>12.0f} "
-            f"{row.measured_s * US_PER_S:>12.2f} {row.simulated_s * US_PER_S:>13.2f} {row.error * 100:>+7.1f}%"
+            f"{row.measured_s * US_PER_S:>12.2f} {row.simulated_s * US_PER_S:>13.2f} {row.error * 100:>+7.1f}%{detail}"
         )
     lines.append("")
-    lines.append("mean absolute percentage error")
+    bands = [label for label, _low, _high in SIZE_BANDS]
+    lines.append("mean absolute percentage error" + " " * 19 + "".join(f"{label:>18}" for label in bands))
+
+    def cells(dataset: str | None) -> str:
+        values = (report.mape(dataset, band) for band in bands)
+        return "".join(f"{'-' if math.isnan(v) else f'{v * 100:.2f} %':>18}" for v in values)
+
     for dataset in report.datasets():
-        count = sum(1 for row in report.rows if row.dataset == dataset)
-        lines.append(f"  {dataset:<22} {report.mape(dataset) * 100:6.2f} %  ({format_count(count, 'row')})")
-    lines.append(f"  {'all rows':<22} {report.mape() * 100:6.2f} %  ({format_count(len(report.rows), 'row')})")
+        count = f"({format_count(sum(1 for row in report.rows if row.dataset == dataset), 'row')})"
+        lines.append(f"  {dataset:<22} {report.mape(dataset) * 100:6.2f} %  {count:<14}{cells(dataset)}")
+    total = f"({format_count(len(report.rows), 'row')})"
+    lines.append(f"  {'all rows':<22} {report.mape() * 100:6.2f} %  {total:<14}{cells(None)}")
     for dataset, count in sorted(report.skipped.items()):
         lines.append(f"  skipped {dataset}: {count} rows (no preset system for them)")
     return "\n".join(lines)
