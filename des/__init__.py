@@ -8,9 +8,9 @@ of contention for those resources.
 The package is built in layers; a module imports only its own layer and the ones below
 (``tests/test_layers.py`` checks every import):
 
-1. ``units``, ``errors``, ``names``, ``spans``, ``outputs``, ``progress`` - SI units,
-   the one error type, shared names (sort order, link rows, operator classes, span
-   categories), span records, safe file writing, the progress bar;
+1. ``units``, ``errors``, ``names``, ``spans``, ``outputs``, ``progress``, ``lazy`` -
+   SI units, the one error type, shared names (sort order, link rows, operator classes,
+   span categories), span records, safe file writing, the progress bar, lazy exports;
 2. ``specs`` - frozen, self-checking device, link, collective and system descriptions;
 3. ``taskgraph``, ``operators``, ``runtime`` - pure data: tasks, operator shapes,
    launch overhead per operator class;

@@ -16,42 +16,31 @@ imports ``topologies/`` and ``workloads/``.
 - :mod:`des.study.defaults` - the main job's defaults (constants only).
 """
 
-import importlib
+from des.lazy import lazy_exports
 
-#: Public names and the module each lives in; imported on first use (PEP 562), so the
-#: command line can read the defaults without loading the simulator.
+#: Public names and the module each lives in, imported on first use (:mod:`des.lazy`), so
+#: the command line can read the defaults without loading the simulator.
 _EXPORTS = {
-    "DEFAULT_MODEL": "defaults",
-    "DEFAULT_SEQ": "defaults",
-    "DEFAULT_SYSTEM": "defaults",
-    "DEFAULT_TP": "defaults",
-    "GANTT_LAYERS": "gantt",
-    "PointResult": "point",
-    "PointSpec": "point",
-    "PreparedPoint": "point",
-    "apply_overrides": "overrides",
-    "build_model": "point",
-    "build_system": "point",
-    "draw_point_gantt": "gantt",
-    "gantt_spans": "gantt",
-    "gantt_title": "gantt",
-    "group_for": "point",
-    "prepare_point": "point",
-    "run_point": "point",
-    "run_study": "script",
-    "simulate_point": "point",
+    "DEFAULT_MODEL": "des.study.defaults",
+    "DEFAULT_SEQ": "des.study.defaults",
+    "DEFAULT_SYSTEM": "des.study.defaults",
+    "DEFAULT_TP": "des.study.defaults",
+    "GANTT_LAYERS": "des.study.gantt",
+    "PointResult": "des.study.point",
+    "PointSpec": "des.study.point",
+    "PreparedPoint": "des.study.point",
+    "apply_overrides": "des.study.overrides",
+    "build_model": "des.study.point",
+    "build_system": "des.study.point",
+    "draw_point_gantt": "des.study.gantt",
+    "gantt_spans": "des.study.gantt",
+    "gantt_title": "des.study.gantt",
+    "group_for": "des.study.point",
+    "prepare_point": "des.study.point",
+    "run_point": "des.study.point",
+    "run_study": "des.study.script",
+    "simulate_point": "des.study.point",
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'des.study' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"des.study.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

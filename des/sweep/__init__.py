@@ -14,9 +14,9 @@ before any runs. :mod:`des.sweep.runner` runs the points through
 sweep. ``des sweep`` (:mod:`des.cli.sweep`) ties them together.
 """
 
-import importlib
+from des.lazy import lazy_exports
 
-#: Public names and the module each lives in; imported on first use (PEP 562).
+#: Public names and the module each lives in, imported on first use (:mod:`des.lazy`).
 _EXPORTS = {
     "Axis": "des.sweep.spec",
     "SweepPoint": "des.sweep.spec",
@@ -28,15 +28,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'des.sweep' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
