@@ -343,3 +343,29 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     assert process.returncode == 130, err
     assert "des: interrupted" in err and "Traceback" not in err
     assert not trace.exists() and out == ""
+
+
+def test_ctrl_c_stops_a_sweep_keeping_its_rows_for_resume(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(
+        "base: {system: dgx-a100, model: gpt3-1.3b, layers: 16}\n"
+        "axes: {seq: [64, 128, 256, 512, 1024, 2048], tp: [2, 4, 8], arch: [standard, kraken, parallel]}\n"
+    )
+    out = tmp_path / "s.csv"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "des", "sweep", str(sweep), "--out", str(out), "--jobs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               cwd=tmp_path, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (out.exists() and len(out.read_text().splitlines()) > 2):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the workers get it too
+    stdout, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "des: interrupted" in err and "Traceback" not in err, err
+    kept = out.read_text().splitlines()
+    assert 2 < len(kept) < 55
+    done = subprocess.run([*command, "--resume", "--quiet"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(kept) - 1} already done" in done.stdout
+    assert len(out.read_text().splitlines()) == 55
