@@ -349,7 +349,7 @@ def test_ctrl_c_stops_a_sweep_keeping_its_rows_for_resume(tmp_path):
     sweep = tmp_path / "s.yaml"
     sweep.write_text(
         "base: {system: dgx-a100, model: gpt3-1.3b, layers: 16}\n"
-        "axes: {seq: [64, 128, 256, 512, 1024, 2048], tp: [2, 4, 8], arch: [standard, kraken, parallel]}\n"
+        "axes: {seq: [512, 1024, 2048], tp: [2, 4, 8], arch: [standard, kraken]}\n"
     )
     out = tmp_path / "s.csv"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
@@ -364,8 +364,8 @@ def test_ctrl_c_stops_a_sweep_keeping_its_rows_for_resume(tmp_path):
     assert process.returncode == 130, err
     assert "des: interrupted" in err and "Traceback" not in err, err
     kept = out.read_text().splitlines()
-    assert 2 < len(kept) < 55
+    assert 2 < len(kept) < 19
     done = subprocess.run([*command, "--resume", "--quiet"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"{len(kept) - 1} already done" in done.stdout
-    assert len(out.read_text().splitlines()) == 55
+    assert len(out.read_text().splitlines()) == 19
