@@ -44,7 +44,7 @@ import networkx as nx
 from des.errors import DesError
 from des.names import natural_key
 from des.specs import SystemSpec, node_order_key
-from des.units import format_seconds, parse_quantity
+from des.units import format_count, format_seconds, parse_quantity
 
 logger = logging.getLogger(__name__)
 
@@ -464,4 +464,4 @@ def task_list(names: Sequence[str], shown: int = 5) -> str:
     """``3 tasks ('a', 'b', 'c')``, at most ``shown`` names."""
     listed = ", ".join(f"'{name}'" for name in names[:shown])
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return f"{len(names)} task{'s' if len(names) != 1 else ''} ({listed}{more})"
+    return f"{format_count(len(names), 'task')} ({listed}{more})"

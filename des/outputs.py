@@ -40,6 +40,17 @@ def current_umask() -> int:
     return mask
 
 
+def _probe(folder: Path, lead: str) -> None:
+    """Create and remove a file in ``folder``: the one test of writability that read-only
+    mounts, pseudo file systems and permissions all answer truthfully."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".des.", suffix=".probe")
+    except OSError as exc:
+        raise DesError(f"{lead}: cannot write in folder {folder}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_writable(path: str | os.PathLike[str], what: str = "") -> Path:
     """Check that ``path`` can be written, before any work; return it as a :class:`Path`.
 
@@ -73,12 +84,7 @@ def check_writable(path: str | os.PathLike[str], what: str = "") -> Path:
         if not os.access(path, os.W_OK):
             raise DesError(f"{lead}: cannot write: permission denied")
         return path
-    try:
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".probe")
-    except OSError as exc:
-        raise DesError(f"{lead}: cannot write in folder {parent}: {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(probe)
+    _probe(parent, lead)
     if path.exists() and not os.access(path, os.W_OK):
         raise DesError(f"{lead}: cannot write: permission denied")
     return path
@@ -99,12 +105,7 @@ def check_folder(path: str | os.PathLike[str], what: str = "") -> Path:
     if not existing.is_dir():
         where = "it" if existing == path else str(existing)
         raise DesError(f"{lead}: cannot write: {where} is a file, not a folder")
-    try:
-        fd, probe = tempfile.mkstemp(dir=existing, prefix=".des.", suffix=".probe")
-    except OSError as exc:
-        raise DesError(f"{lead}: cannot write in folder {existing}: {exc.strerror or exc}") from None
-    os.close(fd)
-    os.unlink(probe)
+    _probe(existing, lead)
     return path
 
 

@@ -313,13 +313,12 @@ class RingCollective(Collective):
         start = env.now
         if self.launch_s > 0:
             yield env.timeout(self.launch_s)
-        units = params.compute_units  # at most the device's (checked by SystemSpec)
-        if units:
-            yield device.compute.acquire(units)
+        # At least 1 and at most the device's (CollectiveParams and SystemSpec check it).
+        units = params.compute_units
+        yield device.compute.acquire(units)
         senders = [env.process(self._sender(rank, channel, index)) for index, channel in enumerate(channels)]
         yield simpy.AllOf(env, senders)
-        if units:
-            device.compute.release(units)
+        device.compute.release(units)
         self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now)
 
     def _wait(self, channel: _Channel, position: int, step: int, piece: int):
