@@ -121,9 +121,8 @@ def sweep_command(args: argparse.Namespace) -> int:
 
     def on_result(position: int, result: dict[str, Any]) -> None:
         point = pending[position]
-        params = {**defaults, **point.run}
-        if params.get("phase") == "decode":
-            params["seq"] = None  # decode ignores it (PointSpec.tokens)
+        # The tokens as the phase uses them: decode ignores seq (PointSpec.tokens).
+        params = {**defaults, **point.run, **specs[point.index].tokens}
         row = [point.index, *point.values, result["status"], result["error"], *(params[n] for n in PARAM_COLUMNS)]
         record = result["record"]
         metrics = result_cells(record) if record is not None else {}
