@@ -4,10 +4,11 @@ Build phases are kept apart: construct (environment, devices, links from the sys
 spec), elaborate (one process per task, started in graph order so runs are
 deterministic), run (until the event queue is empty), collect (results and trace).
 
-A kernel task runs its tile schedule wave by wave: each wave asks the device for the
-compute units it has tiles for and takes what it can get (fewer units means the wave's
-tiles run in several rounds), computes while its DRAM bytes move through the device's
-shared DRAM bandwidth, and ends when both are done. So a kernel beside a collective, or
+A kernel task runs its tile schedule round by round: each round asks the device for
+the compute units it has tiles left for and takes what it can get, runs that many tiles
+(one wave's compute time) while their DRAM bytes move through the device's shared DRAM
+bandwidth, and ends when both are done; a kernel of T tiles given g units takes
+ceil(T / g) rounds, as a GPU dispatches blocks to SMs as they free up. So a kernel beside a collective, or
 beside another kernel, is slowed exactly as much as the shared units and bandwidth
 dictate. ``execution="tile"`` runs every tile as its own process instead (slower to
 simulate; agrees with waves when the kernel is alone).
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -279,17 +279,27 @@ class Engine:
         compute = device.compute
         dram = device.dram
         for group in schedule.groups:
-            for _ in range(group.count):
-                if self.execution == "tile":
+            if self.execution == "tile":
+                for _ in range(group.count):
                     yield from self._tiles(device, group)
-                    continue
-                granted = yield compute.acquire(group.units, 1)
-                rounds = math.ceil(group.units / granted)
-                moved = dram.transfer(group.dram_bytes)
-                yield env.timeout(group.compute_s * rounds)
+                continue
+            # The group's tiles are dispatched as units free up, not wave by wave behind
+            # a barrier: each round runs as many of the remaining tiles as the units
+            # granted now (one tile per unit, one wave's compute time), so a kernel of
+            # T tiles on g units takes ceil(T / g) rounds. A one-wave kernel that loses
+            # a few units needs a second, nearly empty round (the tail effect, ~2x); a
+            # many-wave kernel loses only the share of units it lacks.
+            left = group.count * group.units
+            per_tile_bytes = group.dram_bytes / group.units
+            while left > 0:
+                granted = yield compute.acquire(min(group.units, left), 1)
+                tiles = min(granted, left)
+                moved = dram.transfer(per_tile_bytes * tiles)
+                yield env.timeout(group.compute_s)
                 if not moved.processed:
                     yield moved
                 compute.release(granted)
+                left -= tiles
         category = task.category or CATEGORY_OF_CLASS.get(schedule.op_class, OTHER)
         trace.add(task.device, task.stream, task.name, category, start, env.now)
 

@@ -205,3 +205,34 @@ def test_runs_are_deterministic():
     assert first.trace.spans == second.trace.spans
     assert len(first.trace.spans) > 4
     assert first.latency_s == second.latency_s
+
+
+def _beside_a_long_collective(kernel_schedule, held_units: int):
+    """The kernel's time while a collective holds ``held_units`` units the whole time."""
+    tiny = schedule(WaveGroup(count=1, units=1, compute_s=1e-9, dram_bytes=0.0))
+    result = simulate(
+        system(compute_units=held_units),
+        graph_of(
+            CollectiveTask("ar", "allreduce", ("gpu0", "gpu1"), 256e6),
+            KernelTask("tiny", "gpu0", schedule=tiny),
+            KernelTask("k", "gpu0", schedule=kernel_schedule),
+        ),
+    )
+    assert result.task_end_s["ar"] > result.task_end_s["k"]
+    return result.task_end_s["k"] - result.task_start_s["k"]
+
+
+def test_a_one_wave_kernel_that_loses_a_few_units_needs_a_second_round():
+    # 108 tiles, one per unit; the collective holds 8 units: 100 tiles, then 8 more
+    # in a second, nearly empty round (the tail effect): exactly 2x.
+    one_wave = schedule(WaveGroup(count=1, units=UNITS, compute_s=10e-6, dram_bytes=0.0))
+    assert _beside_a_long_collective(one_wave, 8) == pytest.approx(2 * 10e-6, rel=1e-9)
+
+
+def test_a_many_wave_kernel_loses_only_the_share_of_units_it_lacks():
+    # 20 waves of 108 tiles = 2160 tiles on the 100 free units: ceil(2160 / 100) = 22
+    # rounds of 10 us (1.1x), not 20 waves of 2 rounds each (2x).
+    many = schedule(WaveGroup(count=20, units=UNITS, compute_s=10e-6, dram_bytes=0.0))
+    assert _beside_a_long_collective(many, 8) == pytest.approx(22 * 10e-6, rel=1e-9)
+    # A quarter of the units held: ceil(2160 / 81) = 27 rounds.
+    assert _beside_a_long_collective(many, 27) == pytest.approx(27 * 10e-6, rel=1e-9)
