@@ -30,7 +30,8 @@ from typing import Any
 
 import simpy
 
-from des.collectives import CollectiveResult, buffer_bytes, make_collective
+from des.collectives import CollectiveResult, buffer_bytes
+from des.comm import build, check_library, plan_call
 from des.errors import DesError, DoesNotFitError
 from des.faults import Fault, FaultError, FaultPlan, task_list
 from des.hardware import Network
@@ -107,6 +108,12 @@ class Engine:
         The most piece transfers one collective may simulate
         (:func:`des.hardware.network.default_max_piece_transfers` by default); a call
         that needs more is refused before the run.
+    comm_library : str, optional
+        The communication library that plans every collective (:mod:`des.comm`);
+        default: the system's ``collective.library``.
+    comm_launch_s : float, optional
+        Per-call cost of the caller for the library's calls (a CUDA-graph runtime's
+        kernel launch); default: the library's host-timed eager figure.
     """
 
     def __init__(
@@ -119,6 +126,8 @@ class Engine:
         faults: Sequence[Fault] = (),
         progress: Any = None,
         max_piece_transfers: int | None = None,
+        comm_library: str | None = None,
+        comm_launch_s: float | None = None,
     ) -> None:
         if execution not in ("wave", "tile"):
             raise DesError(f"execution must be 'wave' or 'tile', got {execution!r}")
@@ -131,6 +140,10 @@ class Engine:
         self.schedule_fn = schedule_fn if schedule_fn is not None else mapper_schedule
         self.launch_fn = launch_fn
         self.execution = execution
+        self.comm_library = check_library(comm_library) if comm_library is not None else None
+        self.comm_launch_s = comm_launch_s
+        #: Forces every collective's algorithm (``des collective --algorithm``).
+        self.algorithm: str | None = None
 
     # ----------------------------------------------------------------- elaborate
 
@@ -165,10 +178,12 @@ class Engine:
                 work = self._prepare_kernel(task)
             else:
                 streams = [(device, task.stream) for device in task.group]
-                # Ring or hierarchical, as the system's collective.algorithm says.
-                work = make_collective(
-                    self.network, task.kind, task.group, task.nbytes, self.system.collective, self.trace, task.name, task.stream
+                # The library plans the call (algorithm, protocol, channels), then it is built.
+                plan = plan_call(
+                    self.network, task.kind, task.group, task.nbytes, self.system.collective,
+                    self.comm_library, self.comm_launch_s, self.algorithm,
                 )
+                work = build(plan, self.network, task.kind, task.group, task.nbytes, self.trace, task.name, task.stream)
             waits = list(task.deps)
             for key in streams:
                 previous = last_in_stream.get(key)
@@ -259,7 +274,13 @@ class Engine:
             # Inline, so the ranks ask for their compute units at this instant,
             # ahead of kernels that became ready later in graph order.
             result = yield from work.run()
-            collectives[task.name] = result
+            plan = work.plan
+            collectives[task.name] = dataclasses.replace(
+                result,
+                library=plan.library,
+                protocol=plan.protocol if plan.protocol is not None else result.protocol,
+                channels=result.channels or plan.channels,
+            )
         else:
             yield from self._kernel(task, *work)
             if self.progress is not None:
@@ -372,13 +393,14 @@ def simulate_collective(
 ) -> CollectiveResult:
     """Run one collective alone on an idle system and return its result.
 
-    ``algorithm`` (``ring``, ``hierarchical`` or ``auto``) overrides the system's
-    ``collective.algorithm``; ``faults`` are applied as by :class:`Engine`, and
-    ``options`` (``progress``, ``max_piece_transfers``) passed to it.
+    ``algorithm`` forces the algorithm (``ring``, ``hierarchical`` or ``auto`` for the
+    ``fixed`` library; ``ring``, ``tree`` or ``nvls`` for ``nccl``); ``faults`` are
+    applied as by :class:`Engine`, and ``options`` (``progress``,
+    ``max_piece_transfers``, ``comm_library``, ``comm_launch_s``) passed to it.
     """
-    if algorithm is not None:
-        system = dataclasses.replace(system, collective=dataclasses.replace(system.collective, algorithm=algorithm))
     check_buffers(system, kind, group, nbytes)
     graph = TaskGraph()
     graph.add(CollectiveTask(kind, kind, tuple(group), nbytes))
-    return Engine(system, trace=trace, faults=faults, **options).run(graph).collectives[kind]
+    engine = Engine(system, trace=trace, faults=faults, **options)
+    engine.algorithm = algorithm
+    return engine.run(graph).collectives[kind]

@@ -30,6 +30,9 @@ class Span(NamedTuple):
         One of :data:`des.names.SPAN_CATEGORIES`.
     start_s, end_s : float
         Simulated start and end.
+    args : tuple of (str, object), optional
+        Extra facts about the work (a collective's library, algorithm, protocol and
+        channels), exported as the trace event's ``args``.
     """
 
     device: str
@@ -38,6 +41,7 @@ class Span(NamedTuple):
     category: str
     start_s: float
     end_s: float
+    args: tuple | None = None
 
 
 class Trace:
@@ -57,10 +61,11 @@ class Trace:
         self.links = enabled and links
         self.spans: list[Span] = []
 
-    def add(self, device: str, resource: str, name: str, category: str, start_s: float, end_s: float) -> None:
+    def add(self, device: str, resource: str, name: str, category: str, start_s: float, end_s: float,
+            args: tuple | None = None) -> None:
         """Record one span (no-op when disabled)."""
         if self.enabled:
-            self.spans.append(Span(device, resource, name, category, start_s, end_s))
+            self.spans.append(Span(device, resource, name, category, start_s, end_s, args))
 
     def __len__(self) -> int:
         return len(self.spans)

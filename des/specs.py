@@ -415,6 +415,21 @@ class CollectiveParams:
         each ring collective picks the protocol with the least predicted time for its
         size (:func:`des.collectives.closed_form.pipelined_ring_time_s`, as NCCL's
         tuning model does) and runs with :meth:`for_protocol` of it.
+    library : str
+        The communication library that plans every call (:data:`LIBRARIES`):
+        ``fixed`` runs the fields above as given; ``nccl``, ``trtllm`` and ``vllm``
+        derive algorithm, protocol, channels and compute units per call the way those
+        libraries decide (:mod:`des.comm`), and ignore the fields above but
+        ``compute_units`` (the ``fixed`` model's only).
+    nvls : bool
+        Whether the machine's switch reduces in the fabric (NVLink SHARP: third-
+        generation NVSwitch, DGX H100), so ``nccl`` may choose its NVLS algorithm.
+    channel_bandwidth_bytes_per_s : float
+        Most bytes per second one channel (one thread block) moves on a hop, whatever
+        the links could carry; ``inf``: no ceiling. The libraries set it per protocol.
+    tuning : tuple of (str, float)
+        Overrides of the library's per-generation parameters (``des.comm.nccl``'s
+        ``NcclTuning`` fields), e.g. ``(("call_overhead_s", 5e-6),)``.
     """
 
     launch_latency_s: float = 0.0
@@ -427,8 +442,20 @@ class CollectiveParams:
     inter_node_step_latency_s: float | None = None
     inter_node_bandwidth_efficiency: float | None = None
     protocols: tuple[tuple[str, ProtocolParams], ...] = ()
+    library: str = "fixed"
+    nvls: bool = False
+    channel_bandwidth_bytes_per_s: float = math.inf
+    tuning: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.library not in LIBRARIES:
+            raise DesError(f"unknown communication library {self.library!r}; allowed: {', '.join(LIBRARIES)}")
+        if not isinstance(self.nvls, bool):
+            raise DesError(f"collective nvls must be true or false, got {self.nvls!r}")
+        if not self.channel_bandwidth_bytes_per_s > 0:
+            raise DesError(
+                f"collective channel_bandwidth_bytes_per_s must be positive, got {self.channel_bandwidth_bytes_per_s!r}"
+            )
         if isinstance(self.compute_units, bool) or not isinstance(self.compute_units, int) or self.compute_units < 1:
             raise DesError(
                 f"collective compute_units must be a whole number of at least 1 (the kernel runs on "
@@ -533,6 +560,9 @@ class ProtocolParams:
 #: Collective algorithms a system may choose (``collective.algorithm`` in YAML).
 ALGORITHMS = ("ring", "hierarchical", "auto")
 
+#: Communication libraries a system or a run may name (see :mod:`des.comm`).
+LIBRARIES = ("fixed", "nccl", "trtllm", "vllm")
+
 
 def _chunk(reader: FieldReader, default: float = math.inf) -> float:
     chunk_raw = reader.raw("chunk_bytes", None)
@@ -610,9 +640,43 @@ def collective_from_mapping(data: object, where: str) -> CollectiveParams:
             if reader.has("protocols") and reader.raw("protocols") is not None
             else ()
         ),
+        library=reader.string("library", defaults.library, choices=LIBRARIES),
+        nvls=_boolean(reader, "nvls", defaults.nvls),
+        tuning=_tuning(reader.raw("tuning", None), f"{where}.tuning"),
     )
     reader.finish()
     return params
+
+
+def _boolean(reader: FieldReader, name: str, default: bool) -> bool:
+    value = reader.raw(name, default)
+    if not isinstance(value, bool):
+        raise DesError(f"{reader.where}: field '{name}' must be true or false, got {value!r}")
+    return value
+
+
+def _tuning(data: object, where: str) -> tuple[tuple[str, float], ...]:
+    """``tuning: {field: value}`` as sorted (field, seconds-or-number) pairs; fields are
+    checked against the library's parameters when a call is planned."""
+    if data is None:
+        return ()
+    if not isinstance(data, dict):
+        raise DesError(f"{where}: must be a mapping of parameter to value, got {data!r}")
+    from des.units import parse_quantity
+
+    pairs = []
+    for key, value in sorted(data.items()):
+        kind = "time" if str(key).endswith("_s") else "number"
+        if str(key).endswith("_bytes_per_s"):
+            kind = "bandwidth"
+        try:
+            number = parse_quantity(value, kind)
+        except ValueError as exc:
+            raise DesError(f"{where}: field '{key}': {exc}") from None
+        if number < 0:
+            raise DesError(f"{where}: field '{key}' must be zero or positive, got {value!r}")
+        pairs.append((str(key), number))
+    return tuple(pairs)
 
 
 # --------------------------------------------------------------------------- systems

@@ -43,17 +43,18 @@ def chrome_trace(spans: Iterable[Span]) -> dict:
             tid_of[key] = tid
             events.append({"name": "thread_name", "ph": "M", "pid": pid_of[span.device], "tid": tid, "args": {"name": span.resource}})
     for span in spans:
-        events.append(
-            {
-                "name": span.name,
-                "cat": span.category,
-                "ph": "X",
-                "pid": pid_of[span.device],
-                "tid": tid_of[(span.device, span.resource)],
-                "ts": span.start_s * US_PER_S,
-                "dur": (span.end_s - span.start_s) * US_PER_S,
-            }
-        )
+        event = {
+            "name": span.name,
+            "cat": span.category,
+            "ph": "X",
+            "pid": pid_of[span.device],
+            "tid": tid_of[(span.device, span.resource)],
+            "ts": span.start_s * US_PER_S,
+            "dur": (span.end_s - span.start_s) * US_PER_S,
+        }
+        if span.args:
+            event["args"] = dict(span.args)
+        events.append(event)
     return {"traceEvents": events, "displayTimeUnit": "ns"}
 
 

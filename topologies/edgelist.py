@@ -188,7 +188,12 @@ def _collective_mapping(params: CollectiveParams) -> dict[str, Any]:
                 }
                 for name, protocol in value
             }
-        elif isinstance(value, str) or f.name in _WHOLE_COLLECTIVE_FIELDS:
+        elif f.name == "tuning":
+            if value:
+                out[f.name] = {key: _number(float(number)) for key, number in value}
+        elif f.name == "channel_bandwidth_bytes_per_s":
+            continue  # set per call by the libraries; not a YAML field
+        elif isinstance(value, (str, bool)) or f.name in _WHOLE_COLLECTIVE_FIELDS:
             out[f.name] = value
         else:
             out[f.name] = _number(float(value))

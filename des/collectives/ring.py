@@ -75,6 +75,10 @@ class CollectiveResult:
     protocol : str or None
         The protocol that ran (``ll``, ``ll128``, ``simple``; a hierarchical call joins
         its phases' with ``+``), ``None`` where the system describes no protocols.
+    channels : int
+        Channels (rings, trees or thread blocks) that ran in parallel.
+    library : str
+        The communication library that planned the call (:mod:`des.comm`).
     """
 
     kind: str
@@ -87,6 +91,8 @@ class CollectiveResult:
     bytes_sent_per_rank: float
     algorithm: str = "ring"
     protocol: str | None = None
+    channels: int = 0
+    library: str = "fixed"
 
     @property
     def latency_s(self) -> float:
@@ -192,6 +198,8 @@ class Collective:
         self.trace = trace
         self.name = name or kind
         self.stream = stream
+        #: Facts recorded on the collective's span (the library's plan; set by des.comm).
+        self.span_args: tuple | None = None
         self._plan()
 
     def _plan(self) -> None:
@@ -303,6 +311,7 @@ class RingCollective(Collective):
             pieces_per_step=self.pieces,
             bytes_sent_per_rank=self.steps * self.share_bytes * len(self.rings),
             protocol=self.protocol,
+            channels=len(self.rings),
         )
 
     def _rank(self, rank: str, channels: list[_Channel]):
@@ -319,7 +328,7 @@ class RingCollective(Collective):
         senders = [env.process(self._sender(rank, channel, index)) for index, channel in enumerate(channels)]
         yield simpy.AllOf(env, senders)
         device.compute.release(units)
-        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now)
+        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now, self.span_args)
 
     def _wait(self, channel: _Channel, position: int, step: int, piece: int):
         """Event a sender waits on until piece ``piece`` of ``step`` has arrived (or None)."""
@@ -363,6 +372,9 @@ class RingCollective(Collective):
         label = f"{self.name} ch{channel_index}"
         step_row = f"{self.stream} ch{channel_index}" if len(self.rings) > 1 else f"{self.stream} steps"
         progress = network.progress
+        # One thread block per channel moves at most this many bytes per second.
+        pace = self.params.channel_bandwidth_bytes_per_s
+        paced = math.isfinite(pace)
         for step in range(self.steps):
             # A piece reduced here is read twice: the local share and the received partial.
             reads = 2 if 0 < step <= reduce_steps else 1
@@ -394,6 +406,8 @@ class RingCollective(Collective):
                     label=label,
                     reroute=network.route,
                 )
+                if paced:
+                    left = max(left, now + piece_bytes / pace)
                 if progress is not None:
                     progress.advance()
                 if left > now:

@@ -1,0 +1,126 @@
+"""Pieces that flow between ranks: what the tree, NVLS and peer-memory collectives share.
+
+A *flow* sends a buffer from one node to another cut into pieces, each piece read from
+the sender's DRAM (when the sender is a device) while it goes out, as the ring does.
+:class:`Arrivals` counts the pieces that reached a place and wakes one waiter when the
+count it waits for is reached; :class:`Barrier` releases every rank when all have
+arrived, plus a signalling latency (the flags peer-memory kernels write to each other).
+"""
+
+from __future__ import annotations
+
+import math
+
+import simpy
+
+from des.hardware.link import send
+
+
+def piece_sizes(nbytes: float, chunk_bytes: float) -> list[float]:
+    """``nbytes`` cut into pieces of ``chunk_bytes`` and a smaller last one (one piece if unchunked)."""
+    if not math.isfinite(chunk_bytes) or nbytes <= chunk_bytes:
+        return [nbytes]
+    count = math.ceil(nbytes / chunk_bytes)
+    return [chunk_bytes] * (count - 1) + [nbytes - chunk_bytes * (count - 1)]
+
+
+class Arrivals:
+    """Pieces arrived per key, with waiters woken when a count is reached."""
+
+    __slots__ = ("env", "counts", "waiting")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.counts: dict[object, int] = {}
+        self.waiting: dict[object, list[tuple[int, simpy.Event]]] = {}
+
+    def add(self, key: object, count: int = 1) -> None:
+        """Count ``count`` more arrivals at ``key`` and wake those waiting for them."""
+        total = self.counts.get(key, 0) + count
+        self.counts[key] = total
+        waiters = self.waiting.get(key)
+        if waiters:
+            keep = []
+            for wanted, event in waiters:
+                if total >= wanted:
+                    event.succeed()
+                else:
+                    keep.append((wanted, event))
+            self.waiting[key] = keep
+
+    def wait(self, key: object, count: int):
+        """An event to yield until ``key`` has ``count`` arrivals, or ``None`` if it has."""
+        if self.counts.get(key, 0) >= count:
+            return None
+        event = self.env.event()
+        self.waiting.setdefault(key, []).append((count, event))
+        return event
+
+    def callback(self, key: object, receiver_dram=None, nbytes: float = 0.0):
+        """A link-arrival callback that writes ``nbytes`` into ``receiver_dram`` and counts."""
+
+        def arrived(_event: object) -> None:
+            if receiver_dram is not None:
+                receiver_dram.transfer(nbytes)
+            self.add(key)
+
+        return arrived
+
+
+class Barrier:
+    """All ranks meet, then each leaves ``latency_s`` later (flag signalling)."""
+
+    def __init__(self, env: simpy.Environment, ranks: int, latency_s: float) -> None:
+        self.env = env
+        self.ranks = ranks
+        self.latency_s = latency_s
+        self._arrivals: dict[int, int] = {}
+        self._events: dict[int, simpy.Event] = {}
+
+    def meet(self, round_index: int):
+        """Generator: arrive at barrier ``round_index`` and wait for the others."""
+        event = self._events.get(round_index)
+        if event is None:
+            event = self._events[round_index] = self.env.event()
+        count = self._arrivals.get(round_index, 0) + 1
+        self._arrivals[round_index] = count
+        if count == self.ranks:
+            event.succeed()
+        if not event.processed:
+            yield event
+        if self.latency_s > 0:
+            yield self.env.timeout(self.latency_s)
+
+
+def send_pieces(collective, src: str, dst: str, sizes, arrivals: Arrivals, key, *, reads: int = 1,
+                efficiency: float, step_latency_s: float, pace_bytes_per_s: float, label: str):
+    """Generator: send ``sizes`` pieces from ``src`` to ``dst`` one after another.
+
+    Each piece is read ``reads`` times from the sender's DRAM (when ``src`` is a device)
+    while it goes out, leaves no faster than ``pace_bytes_per_s`` (one thread block's
+    ceiling), and is counted at ``arrivals[key]`` (written to the receiver's DRAM when
+    ``dst`` is a device) when it has arrived.
+    """
+    network = collective.network
+    env = network.env
+    devices = network.devices
+    dram = devices[src].dram if src in devices else None
+    receiver_dram = devices[dst].dram if dst in devices else None
+    route = network.route(src, dst)
+    progress = network.progress
+    for piece_bytes in sizes:
+        now = env.now
+        read = dram.transfer(reads * piece_bytes) if dram is not None and reads else None
+        left = send(
+            env, route, piece_bytes, arrivals.callback(key, receiver_dram, piece_bytes),
+            efficiency=efficiency, extra_latency_s=step_latency_s, trace=collective.trace, label=label,
+            reroute=network.route,
+        )
+        if math.isfinite(pace_bytes_per_s):
+            left = max(left, now + piece_bytes / pace_bytes_per_s)
+        if progress is not None:
+            progress.advance()
+        if left > now:
+            yield env.timeout(left - now)
+        if read is not None and not read.processed:
+            yield read

@@ -1,0 +1,143 @@
+"""NVLink SHARP (NVLS) all-reduce: the switch reduces and multicasts.
+
+On a third-generation NVSwitch (DGX H100) NCCL's NVLS algorithm has each rank own
+``1 / n`` of the buffer: it asks the switch for the sum of its shard over all ranks
+(``multimem.ld_reduce``: the switch reads that shard from every GPU and reduces it in
+the fabric) and stores the sum back through the multicast address (``multimem.st``:
+the switch writes it into every GPU). Each rank's port thus carries ``S`` out (its
+buffer read shard by shard by the switch) plus its ``S / n`` result, and ``S`` in (all
+results) plus its ``S / n`` sum: about ``S (1 + 1 / n)`` each way, against a ring's
+``2 (n - 1) / n S``, with two hops instead of ``2 (n - 1)`` steps.
+
+Here each piece of each rank's buffer goes up to the switch; when the switch holds a
+piece from every rank it sends the reduced piece to the rank that owns that shard, which
+multicasts it back down to every rank. Pieces pipeline.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import simpy
+
+from des.collectives.flows import Arrivals, piece_sizes, send_pieces
+from des.collectives.ring import Collective, CollectiveResult
+from des.errors import DesError
+from des.names import COLLECTIVE
+from des.specs import ROLE_SWITCH
+
+
+def nvls_switch(graph, group) -> str | None:
+    """The one switch every member of ``group`` is joined to directly, or ``None``."""
+    common = None
+    for node in group:
+        switches = {peer for peer in graph.neighbors(node) if graph.nodes[peer].get("role") == ROLE_SWITCH}
+        common = switches if common is None else common & switches
+    if not common:
+        return None
+    return sorted(common)[0]
+
+
+class NvlsAllReduce(Collective):
+    """All-reduce reduced in the switch (parameters as :class:`Collective`)."""
+
+    def _plan(self) -> None:
+        if self.kind != "allreduce":
+            raise DesError(f"NVLS runs all-reduce only here, not {self.kind}")
+        switch = nvls_switch(self.network.graph, self.group)
+        if switch is None:
+            raise DesError("NVLS needs every rank joined directly to one switch")
+        self.switch = switch
+        n = len(self.group)
+        channels = max(1, self.params.channels)
+        self.channels = channels
+        self.shard_sizes = piece_sizes(self.nbytes / n / channels, self.params.chunk_bytes)
+        # Up: n ranks x n shards; reduced: n; multicast down: n x n; per channel.
+        self.piece_transfers = channels * (2 * n * n + n) * len(self.shard_sizes)
+        self.launch_s = self.params.launch_latency_s
+        self._keys = itertools.count()
+
+    def run(self):
+        """SimPy process body: run on every rank, return a :class:`CollectiveResult`."""
+        env = self.env
+        start = env.now
+        at_switch = Arrivals(env)
+        at_owner = Arrivals(env)
+        at_rank = Arrivals(env)
+        ranks = [env.process(self._rank(rank, at_switch, at_owner, at_rank)) for rank in self.group]
+        yield simpy.AllOf(env, ranks)
+        n = len(self.group)
+        return CollectiveResult(
+            kind=self.kind, ranks=self.group, nbytes=self.nbytes, start_s=start, end_s=env.now, rings=(),
+            pieces_per_step=len(self.shard_sizes), bytes_sent_per_rank=self.nbytes * (1 + 1 / n),
+            algorithm="nvls", protocol="simple", channels=self.channels,
+        )
+
+    def _rank(self, rank, at_switch, at_owner, at_rank):
+        env = self.env
+        device = self.network.devices[rank]
+        start = env.now
+        if self.launch_s > 0:
+            yield env.timeout(self.launch_s)
+        units = min(self.params.compute_units, device.spec.compute_units)
+        yield device.compute.acquire(units)
+        n = len(self.group)
+        work = []
+        for channel in range(self.channels):
+            # This rank's buffer goes up shard by shard (the switch's reads for every owner).
+            for owner in self.group:
+                work.append(env.process(self._up(rank, owner, channel, at_switch)))
+            # The owner side: wait for the switch to hold this shard from all ranks, get
+            # the sum, multicast it down.
+            work.append(env.process(self._own(rank, channel, at_switch, at_owner, at_rank)))
+        yield simpy.AllOf(env, work)
+        for channel in range(self.channels):
+            event = at_rank.wait((rank, channel), n * len(self.shard_sizes))
+            if event is not None:
+                yield event
+        device.compute.release(units)
+        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now, self.span_args)
+
+    def _send(self, src, dst, arrivals, key, reads):
+        params = self.params
+        return send_pieces(
+            self, src, dst, self.shard_sizes, arrivals, key, reads=reads, efficiency=params.bandwidth_efficiency,
+            step_latency_s=params.step_latency_s, pace_bytes_per_s=params.channel_bandwidth_bytes_per_s,
+            label=f"{self.name} nvls",
+        )
+
+    def _up(self, rank, owner, channel, at_switch):
+        yield from self._send(rank, self.switch, at_switch, (owner, channel), 1)
+
+    def _own(self, rank, channel, at_switch, at_owner, at_rank):
+        env = self.env
+        n = len(self.group)
+        pieces = []
+        for index, size in enumerate(self.shard_sizes):
+            event = at_switch.wait((rank, channel), n * (index + 1))
+            if event is not None:
+                yield event
+            pieces.append(env.process(self._reduce_piece(rank, channel, size, at_owner, at_rank)))
+        yield simpy.AllOf(env, pieces)
+
+    def _reduce_piece(self, rank, channel, size, at_owner, at_rank):
+        """The sum of one piece comes back to its owner, which stores it to the
+        multicast address: up once more, then down to every rank."""
+        env = self.env
+        params = self.params
+
+        def hop(src, dst, arrivals, key):
+            return send_pieces(
+                self, src, dst, [size], arrivals, key, reads=0, efficiency=params.bandwidth_efficiency,
+                step_latency_s=params.step_latency_s, pace_bytes_per_s=params.channel_bandwidth_bytes_per_s,
+                label=f"{self.name} nvls",
+            )
+
+        for src, dst in ((self.switch, rank), (rank, self.switch)):
+            key = next(self._keys)
+            yield from hop(src, dst, at_owner, key)
+            event = at_owner.wait(key, 1)
+            if event is not None:
+                yield event
+        downs = [env.process(hop(self.switch, peer, at_rank, (peer, channel))) for peer in self.group]
+        yield simpy.AllOf(env, downs)

@@ -1,0 +1,136 @@
+"""All-reduce through NVLink peer memory: the inference engines' one-shot and two-shot kernels.
+
+TensorRT-LLM's and vLLM's custom all-reduce kernels do not pass a ring: every rank maps
+every peer's buffer (CUDA IPC) and loads from it directly.
+
+- **one-shot**: each rank copies its input into its shared buffer, all ranks meet at a
+  barrier (flags written into each peer's memory), then each rank reads the whole
+  buffer of every peer and sums locally. Each rank's ingress carries ``(n - 1) S``: a
+  one-shot all-reduce on 8 GPUs moves 7x the message per rank, on all links at once.
+- **two-shot**: after the copy and the barrier, rank r reads only shard r (``S / n``)
+  of every peer and writes the sum into its own buffer (a reduce-scatter), a second
+  barrier, then reads every other rank's reduced shard (an all-gather): ``2 (n - 1) S / n``
+  per rank, like a ring, in two steps instead of ``2 (n - 1)``.
+
+On an ideal switch (ports of bandwidth B at efficiency e, no contention, unchunked
+pieces, DRAM much faster than the links), with launch L, barrier latency b and wire
+latency w per hop (two hops through the switch):
+
+- one-shot: ``L + 2 S / D + b + n S / (e B) + 2 w + b``
+- two-shot: ``L + 2 S / D + b + n (S / n) / (e B) + 2 w + b + n (S / n) / (e B) + 2 w + b``
+
+where ``2 S / D`` is the copy into the shared buffer at DRAM bandwidth D (and the peers'
+pieces all queue at the receiver's port: ``(n - 1)`` pieces after the first hop of one).
+:func:`oneshot_time_s` and :func:`twoshot_time_s` are these closed forms.
+"""
+
+from __future__ import annotations
+
+import simpy
+
+from des.collectives.flows import Arrivals, Barrier, piece_sizes, send_pieces
+from des.collectives.ring import Collective, CollectiveResult
+from des.errors import DesError
+from des.names import COLLECTIVE
+
+#: The peer-memory algorithms.
+PEER_ALGORITHMS = ("oneshot", "twoshot")
+
+
+def oneshot_time_s(ranks: int, nbytes: float, link_bytes_per_s: float, efficiency: float, launch_s: float,
+                   barrier_s: float, wire_latency_s: float, dram_bytes_per_s: float) -> float:
+    """Closed form of the one-shot all-reduce on an idle ideal switch (module docstring)."""
+    hop = nbytes / (efficiency * link_bytes_per_s)
+    return launch_s + 2 * nbytes / dram_bytes_per_s + barrier_s + ranks * hop + 2 * wire_latency_s + barrier_s
+
+
+def twoshot_time_s(ranks: int, nbytes: float, link_bytes_per_s: float, efficiency: float, launch_s: float,
+                   barrier_s: float, wire_latency_s: float, dram_bytes_per_s: float) -> float:
+    """Closed form of the two-shot all-reduce on an idle ideal switch (module docstring)."""
+    hop = nbytes / ranks / (efficiency * link_bytes_per_s)
+    phase = ranks * hop + 2 * wire_latency_s + barrier_s
+    return launch_s + 2 * nbytes / dram_bytes_per_s + barrier_s + 2 * phase
+
+
+class PeerAllReduce(Collective):
+    """One-shot or two-shot all-reduce over peer memory (parameters as :class:`Collective`).
+
+    ``params.algorithm`` is ignored; the algorithm is the ``algorithm`` argument. The
+    kernel holds ``params.compute_units`` units per rank (its thread blocks);
+    ``params.step_latency_s`` is the barrier's signalling latency.
+    """
+
+    def __init__(self, *args, algorithm: str = "oneshot", **kwargs) -> None:
+        if algorithm not in PEER_ALGORITHMS:
+            raise DesError(f"unknown peer-memory all-reduce {algorithm!r}; known: {', '.join(PEER_ALGORITHMS)}")
+        self.algorithm = algorithm
+        super().__init__(*args, **kwargs)
+
+    def _plan(self) -> None:
+        if self.kind != "allreduce":
+            raise DesError(f"the peer-memory {self.algorithm} kernel runs all-reduce only, not {self.kind}")
+        n = len(self.group)
+        if n < 2:
+            raise DesError("a collective needs at least two ranks")
+        share = self.nbytes if self.algorithm == "oneshot" else self.nbytes / n
+        self.sizes = piece_sizes(share, self.params.chunk_bytes)
+        phases = 1 if self.algorithm == "oneshot" else 2
+        self.piece_transfers = phases * n * (n - 1) * len(self.sizes)
+        self.launch_s = self.params.launch_latency_s
+
+    def run(self):
+        """SimPy process body: run the kernel on every rank, return a :class:`CollectiveResult`."""
+        env = self.env
+        start = env.now
+        barrier = Barrier(env, len(self.group), self.params.step_latency_s)
+        arrivals = Arrivals(env)
+        ranks = [env.process(self._rank(rank, barrier, arrivals)) for rank in self.group]
+        yield simpy.AllOf(env, ranks)
+        n = len(self.group)
+        sent = (n - 1) * self.nbytes if self.algorithm == "oneshot" else 2 * (n - 1) * self.nbytes / n
+        return CollectiveResult(
+            kind=self.kind, ranks=self.group, nbytes=self.nbytes, start_s=start, end_s=env.now, rings=(),
+            pieces_per_step=len(self.sizes), bytes_sent_per_rank=sent, algorithm=self.algorithm, protocol=None,
+            channels=self.params.compute_units,
+        )
+
+    def _rank(self, rank: str, barrier: Barrier, arrivals: Arrivals):
+        env = self.env
+        device = self.network.devices[rank]
+        start = env.now
+        if self.launch_s > 0:
+            yield env.timeout(self.launch_s)
+        units = min(self.params.compute_units, device.spec.compute_units)
+        yield device.compute.acquire(units)
+        # Copy the input into this rank's shared buffer (read and write it).
+        copied = device.dram.transfer(2 * self.nbytes)
+        yield copied
+        yield from barrier.meet(0)
+        phases = ("rs", "ag") if self.algorithm == "twoshot" else ("all",)
+        for index, phase in enumerate(phases):
+            # Every peer's piece is a load this rank issues; it is modelled as the peer
+            # sending it, so it leaves the peer's DRAM and crosses the peer's egress and
+            # this rank's ingress. The peers' streams run at once.
+            readers = [
+                env.process(self._pull(peer, rank, arrivals, (rank, phase), index)) for peer in self.group if peer != rank
+            ]
+            yield simpy.AllOf(env, readers)
+            done = arrivals.wait((rank, phase), (len(self.group) - 1) * len(self.sizes))
+            if done is not None:
+                yield done
+            # Sum into the output (or the reduced shard): one read of the local part, one write.
+            local = self.nbytes if phase == "all" else self.nbytes / len(self.group)
+            written = device.dram.transfer(2 * local)
+            yield from barrier.meet(index + 1)
+            if not written.processed:
+                yield written
+        device.compute.release(units)
+        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now, self.span_args)
+
+    def _pull(self, peer: str, rank: str, arrivals: Arrivals, key, index: int):
+        params = self.params
+        yield from send_pieces(
+            self, peer, rank, self.sizes, arrivals, key, reads=1, efficiency=params.bandwidth_efficiency,
+            step_latency_s=0.0, pace_bytes_per_s=params.channel_bandwidth_bytes_per_s,
+            label=f"{self.name} {self.algorithm}",
+        )

@@ -1,0 +1,157 @@
+"""The communication-library layer: plan a call as the library would, then build it.
+
+Between a workload's collective and the event-simulated algorithms sits the library
+that decides *how* the call runs. :func:`plan_call` asks the library named by the run
+(or the system's ``collective.library``) for a :class:`CommPlan`: the algorithm, the
+protocol, the channels (rings, trees or thread blocks in parallel) and the compute
+units each channel holds, with the single-protocol parameters the algorithm runs with.
+:func:`build` turns the plan into the collective object whose ``run()`` the engine
+drives. Libraries:
+
+``fixed``
+    The system's ``collective`` block as given: a ring or hierarchical collective with
+    those parameters (des's closed-form protocol choice where it lists protocols).
+``nccl``
+    :mod:`des.comm.nccl`: NCCL's algorithm, protocol and channel choice from its cost
+    model; ring, tree (across machines) or NVLS (NVLink SHARP).
+``trtllm``, ``vllm``
+    :mod:`des.comm.engines`: the engines' one-shot or two-shot all-reduce over peer
+    memory in their size ranges, NCCL otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from des.comm.engines import peer_params, trtllm_choice, vllm_choice
+from des.comm.facts import group_facts
+from des.comm.nccl import HW_LAT_US, plan_params, tuning_for
+from des.errors import DesError
+from des.specs import LIBRARIES, CollectiveParams
+from des.units import US
+
+
+@dataclass(frozen=True)
+class CommPlan:
+    """How one collective call runs.
+
+    Attributes
+    ----------
+    library : str
+        The library that planned it (:data:`~des.specs.LIBRARIES`).
+    algorithm : str
+        ``ring``, ``hierarchical``, ``tree``, ``nvls``, ``oneshot``, ``twoshot`` (or
+        ``auto`` for the ``fixed`` library's own choice, made when built).
+    protocol : str or None
+        ``ll``, ``ll128``, ``simple``, or ``None`` where the algorithm has none.
+    channels : int
+        Channels in parallel (0: the ``fixed`` library's automatic rings).
+    units_per_channel : int
+        Compute units each channel holds (one thread block on one SM).
+    params : CollectiveParams
+        What the algorithm runs with.
+    predicted_s : float
+        The library's own prediction of the call (NaN where it makes none).
+    """
+
+    library: str
+    algorithm: str
+    protocol: str | None
+    channels: int
+    units_per_channel: int
+    params: CollectiveParams
+    predicted_s: float = float("nan")
+
+    def as_dict(self) -> dict:
+        """The plan's choices (for JSON and trace arguments)."""
+        return {
+            "library": self.library,
+            "algorithm": self.algorithm,
+            "protocol": self.protocol,
+            "channels": self.channels,
+            "units_per_channel": self.units_per_channel,
+        }
+
+
+def check_library(name: str) -> str:
+    """Return ``name`` if it is a known library, else raise :class:`DesError`."""
+    if name not in LIBRARIES:
+        raise DesError(f"unknown communication library {name!r}; known: {', '.join(LIBRARIES)}")
+    return name
+
+
+def plan_call(network, kind: str, group, nbytes: float, params: CollectiveParams, library: str | None = None,
+              launch_overhead_s: float | None = None, algorithm: str | None = None) -> CommPlan:
+    """Plan one call.
+
+    Parameters
+    ----------
+    network : des.hardware.network.Network
+        The live network (its graph is read for the communicator's facts).
+    kind : str
+        Collective kind.
+    group : sequence of str
+        Ranks.
+    nbytes : float
+        Message size.
+    params : CollectiveParams
+        The system's collective block (``library``, ``nvls``, ``tuning`` and, for
+        ``fixed``, everything).
+    library : str, optional
+        Overrides ``params.library``.
+    launch_overhead_s : float, optional
+        The caller's per-call cost (a CUDA-graph runtime's launch); ``None``: the
+        library's host-timed eager figure.
+    algorithm : str, optional
+        Forces an algorithm (``ring``/``hierarchical``/``auto`` for ``fixed``;
+        ``ring``/``tree``/``nvls`` for ``nccl``).
+    """
+    name = check_library(library or params.library)
+    group = tuple(group)
+    if name == "fixed":
+        chosen = algorithm or params.algorithm
+        return CommPlan("fixed", chosen, None, params.channels, 1, dataclasses.replace(params, library="fixed"))
+    facts = group_facts(network.graph, group, params.nvls)
+    tuning = tuning_for(facts, params.tuning)
+    if name in ("trtllm", "vllm") and algorithm is None:
+        choice = trtllm_choice(facts, kind, nbytes) if name == "trtllm" else vllm_choice(facts, kind, nbytes)
+        if choice != "nccl":
+            barrier_s = HW_LAT_US["nvlink"]["ring"]["ll"] * US + facts.wire_latency_s
+            overhead = tuning.call_overhead_s if launch_overhead_s is None else launch_overhead_s
+            peer = peer_params(facts, choice, nbytes, name, overhead, tuning.link_fraction, barrier_s)
+            return CommPlan(name, choice, None, peer.channels, 1, peer)
+    if algorithm is not None and algorithm not in ("ring", "tree", "nvls"):
+        raise DesError(f"NCCL has no algorithm {algorithm!r} here; it runs ring, tree or nvls")
+    chosen, protocol, channels, single, predicted_s = plan_params(
+        facts, kind, nbytes, tuning, launch_overhead_s, algorithm=algorithm
+    )
+    single = dataclasses.replace(single, library=name)
+    return CommPlan(name, chosen, protocol, channels, 1, single, predicted_s)
+
+
+def build(plan: CommPlan, network, kind: str, group, nbytes: float, trace, name: str | None = None, stream: str = "comm"):
+    """The collective object that runs ``plan`` (its ``run()`` returns a CollectiveResult)."""
+    from des.collectives.hierarchical import make_collective
+    from des.collectives.nvls import NvlsAllReduce
+    from des.collectives.peer import PeerAllReduce
+    from des.collectives.ring import RingCollective
+    from des.collectives.tree import TreeAllReduce
+
+    args = (network, kind, group, nbytes, plan.params, trace, name, stream)
+    if plan.library == "fixed":
+        collective = make_collective(*args, algorithm=plan.algorithm)
+        collective.plan = plan
+        return collective
+    if plan.algorithm in ("oneshot", "twoshot"):
+        collective = PeerAllReduce(*args, algorithm=plan.algorithm)
+    elif plan.algorithm == "tree":
+        collective = TreeAllReduce(*args)
+    elif plan.algorithm == "nvls":
+        collective = NvlsAllReduce(*args)
+    else:
+        collective = RingCollective(*args)
+        collective.protocol = plan.protocol
+    collective.plan = plan
+    collective.span_args = tuple(plan.as_dict().items())
+    return collective
