@@ -16,14 +16,15 @@ The package is built in layers; a module imports only its own layer and the ones
    launch overhead per operator class;
 4. ``mapper``, ``area`` - tile schedules (numpy, cached) and die area and cost;
 5. ``hardware`` - SimPy compute units, DRAM, links and the network;
-6. ``collectives`` - event-simulated ring and hierarchical collectives;
-7. ``faults`` - failures and degradations, and the plan the engine follows;
-8. ``engine`` - a task graph run on a system;
-9. ``trace``, ``metrics``, ``plot``, ``plot_topology`` - outputs drawn from the spans;
-10. ``study``, ``validate`` - one point of a study (the only place below the command
+6. ``collectives`` - event-simulated ring, hierarchical, tree, NVLS and peer-memory collectives;
+7. ``comm`` - the communication libraries (NCCL, TensorRT-LLM, vLLM) that plan each call;
+8. ``faults`` - failures and degradations, and the plan the engine follows;
+9. ``engine`` - a task graph run on a system;
+10. ``trace``, ``metrics``, ``plot``, ``plot_topology`` - outputs drawn from the spans;
+11. ``study``, ``validate`` - one point of a study (the only place below the command
     line that imports ``topologies`` and ``workloads``); comparison with measurements;
-11. ``sweep`` - many points, locally or on Dask;
-12. ``cli`` - the ``des`` command.
+12. ``sweep`` - many points, locally or on Dask;
+13. ``cli`` - the ``des`` command.
 """
 
 __version__ = "0.1.0"

@@ -242,6 +242,24 @@ class ElementwiseAdd(_Elementwise):
 
 
 @dataclass(frozen=True)
+class Copy(_Elementwise):
+    """A device-to-device copy of ``elements`` values (``cudaMemcpyAsync`` on the device)."""
+
+    op_class: ClassVar[str] = "elementwise"
+    kind: ClassVar[str] = "copy"
+
+    @property
+    def flops(self) -> float:
+        """No arithmetic."""
+        return 0.0
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """Read once, written once."""
+        return 2.0 * self.elements * self.bytes_per_element
+
+
+@dataclass(frozen=True)
 class Attention(_OperatorBase):
     """Fused (flash) attention for ``batch x heads`` heads of ``head_dim``."""
 

@@ -18,6 +18,11 @@ Presets
     account for about 3 us). AMD figures (MI210, same source): matmul 34 us, softmax
     22 us, layernorm 28 us, GELU 21 us; element-wise as GELU (one element-wise
     kernel) and attention as matmul (no published figure).
+Each profile also names the communication library its collectives go through:
+``eager`` (PyTorch) calls ``nccl`` through torch.distributed; ``graph`` is a
+TensorRT-LLM engine, whose all-reduce plugin runs ``trtllm``'s own kernels (NCCL above
+their size range), each call a graph-launched kernel.
+
 ``graph``
     Kernels replayed from a captured CUDA/HIP graph: 2 us per kernel. A graph removes
     the host's per-launch cost and leaves about 1-2 us between dependent kernels on
@@ -60,12 +65,20 @@ class RuntimeProfile:
         ``launch_overhead_s``.
     description : str
         Where the figures come from.
+    comm_library : str
+        The communication library the stack's collectives go through (``nccl`` for
+        PyTorch, ``trtllm`` for a TensorRT-LLM engine; :mod:`des.comm`).
+    comm_launch_s : float or None
+        Per-call cost of a collective launched by this stack (a graph's kernel launch);
+        ``None``: the library's host-timed eager figure.
     """
 
     name: str
     launch_overhead_s: dict[str, float]
     vendor_overhead_s: dict[str, dict[str, float]] = field(default_factory=dict)
     description: str = ""
+    comm_library: str = "nccl"
+    comm_launch_s: float | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in OP_CLASSES if c not in self.launch_overhead_s]
@@ -128,6 +141,7 @@ def _eager() -> RuntimeProfile:
             }
         },
         description="PyTorch eager, host-timed (LLMCompass's A100/MI210 figures)",
+        comm_library="nccl",
     )
 
 
@@ -136,6 +150,8 @@ def _graph() -> RuntimeProfile:
         name="graph",
         launch_overhead_s={op_class: 2 * US for op_class in OP_CLASSES},
         description="kernels replayed from a CUDA/HIP graph (TensorRT-LLM-like)",
+        comm_library="trtllm",
+        comm_launch_s=2 * US,
     )
 
 

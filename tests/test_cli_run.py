@@ -177,12 +177,15 @@ def test_kraken_allreduces_overlap_attention_standard_ones_do_not(capsys, tmp_pa
         spans = chrome_spans(trace)
         allreduces = [s for s in spans if s.category == "collective"]
         assert len(allreduces) >= 8 * 2, arch
-        overlapped = {(device, a) for device, a, _ in overlapping_spans(spans, "collective", ("attention",))}
+        # Kraken's all-reduce runs beside the next layer's attention block (LN1, the QKV
+        # GEMM, attention, the output projection); a small one may end within its GEMMs.
+        overlapped = {(device, a) for device, a, _ in overlapping_spans(spans, "collective", ("attention", "gemm", "norm"))}
         if arch == "kraken":
             missing = [(s.device, s.name) for s in allreduces if (s.device, s) not in overlapped]
-            assert not missing, f"all-reduces without attention beside them: {missing[:5]}"
+            assert not missing, f"all-reduces without the attention block beside them: {missing[:5]}"
         else:
-            assert not overlapped, "a standard layer's all-reduce blocks: nothing runs beside it"
+            beside = {(device, a) for device, a, _ in overlapping_spans(spans, "collective", ("attention",))}
+            assert not beside, "a standard layer's all-reduce blocks: no attention runs beside it"
 
 
 # --------------------------------------------------------------------------- bad input

@@ -37,7 +37,14 @@ def test_small_grid(kraken_ttft, tmp_path, capsys):
     assert all(value > 0 for value in ttft.values())
     assert all(r["fits"] == "True" for r in rows)
     assert ttft[("8", "kraken")] < ttft[("8", "standard")], "Kraken beats standard at 8-way"
-    assert "geometric-mean speed-up" in out and "TTFT reduction over 2 points" in out
+    # Both metrics, each named; the extremes; the 8-way rule, checked against the CSV.
+    assert "geomean speed-up T_standard / T_kraken - 1" in out and "over 2 points" in out
+    assert "geomean latency reduction 1 - T_kraken / T_standard" in out
+    assert "speed-up per point: least" in out
+    fastest = min(ARCHS, key=lambda arch: ttft[("8", arch)]) == "kraken"
+    assert f"at every 8-way point: {'yes' if fastest else 'no'} ({int(fastest)} of 1)" in out
+    speedup = ttft[("4", "standard")] / ttft[("4", "kraken")] * ttft[("8", "standard")] / ttft[("8", "kraken")]
+    assert f"{(speedup ** 0.5 - 1) * 100:.1f} % over 2 points" in out
     for name in ("kraken_speedup.png", "kraken_breakdown.png", *(f"gantt-{arch}.png" for arch in ARCHS)):
         path = tmp_path / name
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -53,7 +60,8 @@ def test_point_that_does_not_fit_is_not_timed(kraken_ttft):
 
 def test_point_that_does_not_fit_has_an_empty_cell(kraken_ttft, tmp_path, capsys):
     code = kraken_ttft.main(
-        ["--models", "gpt3-175b", "--seqs", "128", "--tps", "4", "--archs", "standard", "kraken", "--no-plots", "--out", str(tmp_path)]
+        ["--models", "gpt3-175b", "--seqs", "128", "--tps", "4", "--archs", "standard", "kraken", "--no-plots",
+         "--full-depth", "--out", str(tmp_path)]
     )
     out, err = capsys.readouterr()
     assert code == 0, err

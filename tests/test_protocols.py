@@ -25,14 +25,14 @@ def run_alone(system, nbytes, kind="allreduce"):
 
 def test_hgx_picks_ll_for_tiny_and_simple_for_huge_messages():
     system = load_system("hgx-a100-4")
-    assert system.collective.protocol_names() == ("ll", "ll128", "simple")
+    assert system.collective.library == "nccl"
     assert run_alone(system, 8).protocol == "ll"
     assert run_alone(system, 1 << 30).protocol == "simple"
 
 
 def test_protocol_less_yaml_behaves_as_before():
     system = load_system("hgx-a100-4")
-    plain = dataclasses.replace(system, collective=dataclasses.replace(system.collective, protocols=()))
+    plain = dataclasses.replace(system, collective=CollectiveParams(launch_latency_s=9e-6, bandwidth_efficiency=0.73))
     for nbytes in (8, 1 << 20, 1 << 28):
         result = run_alone(plain, nbytes)
         assert result.protocol is None
@@ -96,8 +96,12 @@ def test_hierarchical_phases_pick_their_own_protocol_and_report_them():
     group = system.select_ranks(4, 2)
     result = simulate_collective(system, "allreduce", group, 64 << 20, Trace(enabled=False), algorithm="hierarchical")
     assert result.algorithm == "hierarchical"
+    assert result.library == "nccl" and result.protocol in {"ll", "ll128", "simple"}
+    # The fixed library's protocols: each phase picks its own and the result joins them.
+    fixed = dataclasses.replace(system, collective=two_protocols(256 * 1024))
+    result = simulate_collective(fixed, "allreduce", group, 64 << 20, Trace(enabled=False), algorithm="hierarchical")
     phases = result.protocol.split("+")
-    assert len(phases) == 3 and set(phases) <= {"ll", "ll128", "simple"}
+    assert len(phases) == 3 and set(phases) <= {"ll", "simple"}
 
 
 def test_protocol_yaml_errors_name_the_field():

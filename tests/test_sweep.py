@@ -344,17 +344,3 @@ def test_parquet_copy_when_pyarrow_is_installed(tmp_path, capsys):
     table = pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert [row["latency_s"] for row in table] == [float(r["latency_s"]) for r in rows(out)]
     assert "out.parquet" in stdout
-
-
-def test_override_shadowed_by_protocols_is_refused_not_ignored():
-    from des.errors import DesError
-    from des.study import build_system
-
-    with pytest.raises(DesError, match=r"collective.bandwidth_efficiency is set per protocol.*protocols.<protocol>"):
-        build_system("dgx-a100", (("collective.bandwidth_efficiency", 0.3),))
-    # Without the protocols the same override takes effect.
-    single = build_system("dgx-a100", (("collective.protocols", None), ("collective.bandwidth_efficiency", 0.3)))
-    assert single.collective.protocols == ()
-    assert single.collective.bandwidth_efficiency == 0.3
-    per_protocol = build_system("dgx-a100", (("collective.protocols.simple.bandwidth_efficiency", 0.3),))
-    assert dict(per_protocol.collective.protocols)["simple"].bandwidth_efficiency == 0.3

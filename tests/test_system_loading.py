@@ -32,6 +32,7 @@ PRESETS = {
     "4x-dgx-a100": (32, "a100", 5, 64),
     "2x-dgx-h100": (16, "h100", 3, 32),
     "dgx1-hybrid-cube-mesh": (8, "a100", 0, 16),
+    "hgx-a100-40gb-8": (8, "a100-40gb", 1, 8),
 }
 
 GOOD = """\
@@ -71,7 +72,7 @@ def test_preset_folders_are_beside_the_package():
 
 
 def test_preset_lists_are_sorted_and_complete():
-    assert device_presets() == ["a100", "h100", "mi210"]
+    assert device_presets() == ["a100", "a100-40gb", "h100", "mi210"]
     assert system_presets() == sorted(PRESETS)
 
 
@@ -102,15 +103,25 @@ def test_every_system_preset_loads(preset):
     assert len(switches) == switch_count
     assert system.graph.number_of_edges() == edge_count
     assert nx.is_connected(system.graph)
-    params = asdict(system.collective)
-    # Physical ranges, not the fitted values: a fraction of line rate, microseconds of
-    # software latency, a slice of the order of NCCL's 512 KiB step slot, a few SMs.
-    assert 0.1 <= params["bandwidth_efficiency"] <= 1.0
-    assert 0.0 <= params["launch_latency_s"] <= 100e-6
-    assert 0.0 <= params["step_latency_s"] <= 20e-6
-    assert 64 * 1024 <= params["chunk_bytes"] <= 4 * 1024**2
-    assert 1 <= params["compute_units"] <= 32
-    assert params["channels"] == 0
+    # Every preset's calls are planned by NCCL's model; NVLS only where the switch has it.
+    assert system.collective.library == "nccl"
+    assert system.collective.nvls == (device == "h100")
+    # What the plan runs with lies in physical ranges: a fraction of line rate,
+    # microseconds of software latency, a slice of the order of NCCL's step slot, at most
+    # NCCL's 32 channels of one SM each.
+    import simpy
+
+    from des.comm import plan_call
+    from des.hardware.network import Network
+
+    network = Network(simpy.Environment(), system)
+    for nbytes in (4096, 1 << 20, 64 << 20):
+        params = asdict(plan_call(network, "allreduce", system.devices, nbytes, system.collective).params)
+        assert 0.1 <= params["bandwidth_efficiency"] <= 1.0
+        assert 0.0 <= params["launch_latency_s"] <= 100e-6
+        assert 0.0 <= params["step_latency_s"] <= 20e-6
+        assert 16 * 1024 <= params["chunk_bytes"] <= 4 * 1024**2
+        assert 1 <= params["compute_units"] <= 32
 
 
 def test_preset_link_figures():
@@ -134,7 +145,7 @@ def test_load_device_by_path(tmp_path):
 
 
 def test_unknown_device_preset_lists_known():
-    with pytest.raises(DesError, match=r"unknown device preset 'x'; known: a100, h100, mi210"):
+    with pytest.raises(DesError, match=r"unknown device preset 'x'; known: a100, a100-40gb, h100, mi210"):
         load_device("x")
 
 
@@ -218,7 +229,7 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
         (
             "device: a100",
             "device: a1000",
-            r"field 'device': unknown device preset 'a1000'.*known: a100, h100, mi210",
+            r"field 'device': unknown device preset 'a1000'.*known: a100, a100-40gb, h100, mi210",
         ),
         ("device: a100", "device: nothere.yaml", r"field 'device'.*nothere\.yaml: no such file"),
         ("device: a100", "device: 7", r"field 'device' must be a preset name"),

@@ -13,7 +13,7 @@ from workloads import ARCHS, PHASES, KrakenRule, ModelSpec, build_workload, load
 
 TINY = ModelSpec("tiny", layers=3, hidden=256, heads=8, ffn_hidden=1024, vocab_size=1000, max_positions=512)
 LABELS = {
-    "embedding", "layernorm", "qkv", "attention", "qk", "softmax", "av", "wo", "allreduce",
+    "embedding", "copy", "layernorm", "qkv", "attention", "qk", "softmax", "av", "wo", "allreduce",
     "add", "w1", "gelu", "w2", "allgather", "proj", "lm_head",
 }
 
@@ -157,14 +157,19 @@ def test_kraken_allreduce_overlaps_attention_half_and_feeds_ffn():
     graph = workload.graph
     for layer in (2, 3):
         ar = f"L{layer}.ar"
-        assert set(graph.tasks[ar].deps) == {f"L{layer - 1}.add2.r{r}" for r in range(4)}
+        # After each rank's copy of x(l-1) into the all-reduce's buffer (appendix A.2).
+        assert set(graph.tasks[ar].deps) == {f"L{layer}.copy_in.r{r}" for r in range(4)}
+        for r in range(4):
+            assert set(graph.tasks[f"L{layer}.copy_in.r{r}"].deps) == {f"L{layer - 1}.add2.r{r}"}
         for rank, step in itertools.product(range(4), ("ln1", "qkv", "attn", "wo", "add1")):
             kernel = f"L{layer}.{step}.r{rank}"
             assert ar not in ancestors(graph, kernel), kernel
             assert kernel not in ancestors(graph, ar), kernel
         for rank in range(4):
             assert ar in ancestors(graph, f"L{layer}.ln2.r{rank}")
-            assert set(graph.tasks[f"L{layer}.add_z.r{rank}"].deps) == {f"L{layer}.add1.r{rank}", ar}
+            copy_out = f"L{layer}.copy_out.r{rank}"
+            assert set(graph.tasks[copy_out].deps) == {ar, f"L{layer}.wo.r{rank}"}
+            assert set(graph.tasks[f"L{layer}.add_z.r{rank}"].deps) == {f"L{layer}.add1.r{rank}", copy_out}
     assert not any(name.startswith("L1.ar") for name in graph.tasks)
 
 

@@ -91,9 +91,10 @@ def closed_form_counts(shapes: Shapes, arch: str, attention: str, layers: int, w
     comm = 0.0
     residual = float(T * w * b)
     if arch == "kraken" and layers > 1:
-        # Layers 2..L add z = mha + allreduce(x) besides a and x'.
+        # Layers 2..L add z = mha + allreduce(x) besides a and x', and copy x into the
+        # all-reduce's buffer and the result out (read and write the residual each).
         totals["vector_flops"] += (layers - 1) * add_flops
-        totals["dram_bytes"] += (layers - 1) * add_bytes
+        totals["dram_bytes"] += (layers - 1) * (add_bytes + 2 * 2 * residual)
         comm += (layers - 1) * residual
     elif arch != "kraken":
         comm += layers * (2 if arch == "standard" else 1) * residual

@@ -39,6 +39,7 @@ from des.errors import DesError
 from des.operators import (
     Attention,
     BatchedMatmul,
+    Copy,
     ElementwiseAdd,
     Gelu,
     LayerNorm,
@@ -351,11 +352,23 @@ class _GraphBuilder:
         return self.add(p, "add", self.collective(p, "ar", "allreduce", self.s.residual_bytes, partial))
 
     def kraken_layer(self, p: str, x: Deps | None, fused: bool, first: bool) -> Deps:
-        # The all-reduce of x(l-1) goes first so the comm stream starts it at once.
-        reduced = None if first else self.collective(p, "ar", "allreduce", self.s.residual_bytes, x)
+        # As the paper built it (appendix A.2): x(l-1) is copied into the all-reduce's
+        # buffer and the all-reduce launched on its own low-priority stream just before
+        # this layer's attention block; the result is copied back out and waited for
+        # after the output projection. The two copies are "the two extraneous memory
+        # copy operations"; they run on the compute stream.
+        ar = None
+        elements = self.s.rows * self.s.width
+        if not first:
+            copy_in = self.kernel(p, "copy_in", "copy", Copy(elements, self.dtype), x, category="elementwise")
+            ar = self.collective(p, "ar", "allreduce", self.s.residual_bytes, copy_in)
         _, wo = self.mha(p, x, fused)
         a = self.add(p, "add1", wo)
-        z = a if reduced is None else self.add(p, "add_z", a, reduced)
+        if ar is None:
+            z = a
+        else:
+            reduced = self.kernel(p, "copy_out", "copy", Copy(elements, self.dtype), ar, wo, category="elementwise")
+            z = self.add(p, "add_z", a, reduced)
         h = self.ffn(p, self.layernorm(p, "ln2", z))
         return self.add(p, "add2", h, a)
 

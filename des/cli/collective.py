@@ -23,6 +23,7 @@ from des.cli.args import (
     positive_int,
 )
 from des.cli.outputs import write_outputs
+from des.specs import LIBRARIES
 from des.units import GIGA, MiB
 
 #: Collective kinds and their help.
@@ -48,8 +49,14 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
         sub.add_argument("--bytes", type=byte_size, default=DEFAULT_BYTES, metavar="B", help="message size, e.g. 1048576 or 64MiB (default: 64MiB)")
         sub.add_argument(
             "--algorithm",
-            choices=("ring", "hierarchical", "auto"),
-            help="ring, hierarchical (across machines) or auto (the faster); default: the system's",
+            choices=("ring", "hierarchical", "auto", "tree", "nvls"),
+            help="force the algorithm: ring, tree or nvls (nccl); ring, hierarchical or auto (fixed); "
+            "default: the library's choice",
+        )
+        sub.add_argument(
+            "--comm-library",
+            choices=LIBRARIES,
+            help="communication library: nccl, trtllm, vllm or fixed (default: the system's)",
         )
         sub.add_argument("--json", action="store_true", help="print one JSON object")
         sub.add_argument("--trace", type=output_path, metavar="FILE", help="write a Chrome/Perfetto trace (JSON)")
@@ -76,13 +83,14 @@ def run_collective(args: argparse.Namespace) -> int:
     with Progress("des collective", unit="pieces") as progress:
         result = simulate_collective(
             system, args.kind, group, args.bytes, trace, algorithm=args.algorithm, faults=faults,
-            progress=progress, max_piece_transfers=args.max_pieces,
+            progress=progress, max_piece_transfers=args.max_pieces, comm_library=args.comm_library,
         )
     if args.json:
         print(
             json.dumps(
                 {
                     "collective": args.kind,
+                    "library": result.library,
                     "algorithm": result.algorithm,
                     "protocol": result.protocol,
                     "system": system.name,
@@ -92,7 +100,7 @@ def run_collective(args: argparse.Namespace) -> int:
                     "latency_s": result.latency_s,
                     "algbw_bytes_per_s": result.algbw_bytes_per_s,
                     "busbw_bytes_per_s": result.busbw_bytes_per_s,
-                    "channels": len(result.rings),
+                    "channels": result.channels,
                     "pieces_per_step": result.pieces_per_step,
                     "bytes_sent_per_rank": result.bytes_sent_per_rank,
                     "faults": [fault.as_dict() for fault in faults],
@@ -101,12 +109,14 @@ def run_collective(args: argparse.Namespace) -> int:
             )
         )
     else:
-        how = result.algorithm if result.protocol is None else f"{result.algorithm}, {result.protocol}"
+        how = ", ".join(part for part in (result.library, result.algorithm, result.protocol) if part)
         print(f"{args.kind} of {format_bytes(args.bytes)} over {len(group)} ranks of {system.name} ({how})")
         print(f"  latency   {format_seconds(result.latency_s)}")
         print(f"  algbw     {result.algbw_bytes_per_s / GIGA:.2f} GB/s")
         print(f"  busbw     {result.busbw_bytes_per_s / GIGA:.2f} GB/s")
-        print(f"  rings     {len(result.rings)} x {' -> '.join(result.rings[0])}")
+        print(f"  channels  {result.channels}")
+        if result.rings:
+            print(f"  rings     {len(result.rings)} x {' -> '.join(result.rings[0])}")
         print(f"  pieces    {result.pieces_per_step} per step")
         for fault in faults:
             print(f"  fault     {describe(fault)}")

@@ -51,6 +51,10 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--kv-len", type=positive_int, metavar="L", help="KV-cache length for decode")
     parser.add_argument("--attention", choices=("fused", "unfused"), default="fused", help="fused (flash) or unfused attention kernels")
     parser.add_argument("--runtime", choices=("eager", "graph"), default="graph", help="kernel launch profile (default graph)")
+    parser.add_argument(
+        "--comm-library", choices=("nccl", "trtllm", "vllm", "fixed"),
+        help="communication library (default: the runtime's: graph -> trtllm, eager -> nccl)",
+    )
     parser.add_argument("--layers", type=positive_int, metavar="K", help="simulate only K transformer layers (no embeddings or LM head)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", type=output_path, metavar="FILE",
@@ -79,6 +83,7 @@ def spec_from_args(args: argparse.Namespace, arch: str):
         kv_len=args.kv_len,
         attention=args.attention,
         runtime=args.runtime,
+        comm_library=args.comm_library,
         layers=args.layers,
         faults=tuple(args.fail),
         degrade=tuple(args.degrade),

@@ -12,15 +12,17 @@ every peer's buffer (CUDA IPC) and loads from it directly.
   barrier, then reads every other rank's reduced shard (an all-gather): ``2 (n - 1) S / n``
   per rank, like a ring, in two steps instead of ``2 (n - 1)``.
 
-On an ideal switch (ports of bandwidth B at efficiency e, no contention, unchunked
-pieces, DRAM much faster than the links), with launch L, barrier latency b and wire
-latency w per hop (two hops through the switch):
+On an ideal switch (ports of bandwidth B at efficiency e, no contention, DRAM much
+faster than the links), with launch L, barrier latency b, wire latency w per edge (two
+edges through the switch) and each rank's share cut into p pieces: every rank's port
+carries ``(n - 1)`` shares out (its buffer, read by every peer) and ``(n - 1)`` in, and
+the pieces pipeline, so a phase takes ``(n - 1 + 1 / p) h + 2 w`` with
+``h = share / (e B)``:
 
-- one-shot: ``L + 2 S / D + b + n S / (e B) + 2 w + b``
-- two-shot: ``L + 2 S / D + b + n (S / n) / (e B) + 2 w + b + n (S / n) / (e B) + 2 w + b``
+- one-shot (share S): ``L + 2 S / D + b + [(n - 1 + 1 / p) h + 2 w + b]``
+- two-shot (share S / n): ``L + 2 S / D + b + 2 [(n - 1 + 1 / p) h + 2 w + b]``
 
-where ``2 S / D`` is the copy into the shared buffer at DRAM bandwidth D (and the peers'
-pieces all queue at the receiver's port: ``(n - 1)`` pieces after the first hop of one).
+where ``2 S / D`` is the copy into the shared buffer at DRAM bandwidth D.
 :func:`oneshot_time_s` and :func:`twoshot_time_s` are these closed forms.
 """
 
@@ -37,18 +39,22 @@ from des.names import COLLECTIVE
 PEER_ALGORITHMS = ("oneshot", "twoshot")
 
 
+def _phase_s(ranks, share, link_bytes_per_s, efficiency, barrier_s, wire_latency_s, pieces):
+    hop = share / (efficiency * link_bytes_per_s)
+    return (ranks - 1 + 1 / pieces) * hop + 2 * wire_latency_s + barrier_s
+
+
 def oneshot_time_s(ranks: int, nbytes: float, link_bytes_per_s: float, efficiency: float, launch_s: float,
-                   barrier_s: float, wire_latency_s: float, dram_bytes_per_s: float) -> float:
+                   barrier_s: float, wire_latency_s: float, dram_bytes_per_s: float, pieces: int = 1) -> float:
     """Closed form of the one-shot all-reduce on an idle ideal switch (module docstring)."""
-    hop = nbytes / (efficiency * link_bytes_per_s)
-    return launch_s + 2 * nbytes / dram_bytes_per_s + barrier_s + ranks * hop + 2 * wire_latency_s + barrier_s
+    phase = _phase_s(ranks, nbytes, link_bytes_per_s, efficiency, barrier_s, wire_latency_s, pieces)
+    return launch_s + 2 * nbytes / dram_bytes_per_s + barrier_s + phase
 
 
 def twoshot_time_s(ranks: int, nbytes: float, link_bytes_per_s: float, efficiency: float, launch_s: float,
-                   barrier_s: float, wire_latency_s: float, dram_bytes_per_s: float) -> float:
+                   barrier_s: float, wire_latency_s: float, dram_bytes_per_s: float, pieces: int = 1) -> float:
     """Closed form of the two-shot all-reduce on an idle ideal switch (module docstring)."""
-    hop = nbytes / ranks / (efficiency * link_bytes_per_s)
-    phase = ranks * hop + 2 * wire_latency_s + barrier_s
+    phase = _phase_s(ranks, nbytes / ranks, link_bytes_per_s, efficiency, barrier_s, wire_latency_s, pieces)
     return launch_s + 2 * nbytes / dram_bytes_per_s + barrier_s + 2 * phase
 
 

@@ -121,11 +121,18 @@ def plan_call(network, kind: str, group, nbytes: float, params: CollectiveParams
             overhead = tuning.call_overhead_s if launch_overhead_s is None else launch_overhead_s
             peer = peer_params(facts, choice, nbytes, name, overhead, tuning.link_fraction, barrier_s)
             return CommPlan(name, choice, None, peer.channels, 1, peer)
-    if algorithm is not None and algorithm not in ("ring", "tree", "nvls"):
-        raise DesError(f"NCCL has no algorithm {algorithm!r} here; it runs ring, tree or nvls")
+    if algorithm is not None and algorithm not in ("ring", "tree", "nvls", "hierarchical", "auto"):
+        raise DesError(
+            f"unknown collective algorithm {algorithm!r}; {name} runs ring, tree or nvls "
+            "(or des's hierarchical / auto of NCCL rings)"
+        )
+    # des's hierarchical collective (or its auto choice) runs phases of NCCL rings.
+    forced = "ring" if algorithm in ("hierarchical", "auto") else algorithm
     chosen, protocol, channels, single, predicted_s = plan_params(
-        facts, kind, nbytes, tuning, launch_overhead_s, algorithm=algorithm
+        facts, kind, nbytes, tuning, launch_overhead_s, algorithm=forced
     )
+    if algorithm in ("hierarchical", "auto"):
+        chosen = algorithm
     single = dataclasses.replace(single, library=name)
     return CommPlan(name, chosen, protocol, channels, 1, single, predicted_s)
 
@@ -139,7 +146,7 @@ def build(plan: CommPlan, network, kind: str, group, nbytes: float, trace, name:
     from des.collectives.tree import TreeAllReduce
 
     args = (network, kind, group, nbytes, plan.params, trace, name, stream)
-    if plan.library == "fixed":
+    if plan.library == "fixed" or plan.algorithm in ("hierarchical", "auto"):
         collective = make_collective(*args, algorithm=plan.algorithm)
         collective.plan = plan
         return collective

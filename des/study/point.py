@@ -57,6 +57,8 @@ class PointSpec:
     faults: tuple[str, ...] = ()
     degrade: tuple[str, ...] = ()
     dtype: str = "fp16"
+    #: The communication library (:mod:`des.comm`); ``None``: the runtime profile's.
+    comm_library: str | None = None
     #: ``(dotted path, value)`` pairs set in the system's YAML mapping before it is
     #: built, e.g. ``("device.compute_units", 54)`` (sweeps; see :mod:`des.sweep`).
     system_overrides: tuple[tuple[str, Any], ...] = ()
@@ -302,15 +304,18 @@ def simulate_point(
     """
     from des.engine import Engine
     from des.metrics import summarize
-    from des.runtime import runtime_launch
+    from des.runtime import runtime_launch, runtime_profile
     from des.spans import Trace
 
     wall_start = time.perf_counter()
     spec, system, workload, devices = prepared.spec, prepared.system, prepared.workload, prepared.devices
     spans = Trace(enabled=True, links=links)
+    profile = runtime_profile(spec.runtime)
+    library = spec.comm_library or profile.comm_library
     engine = Engine(
         system, trace=spans, launch_fn=runtime_launch(spec.runtime), faults=prepared.faults,
         progress=progress, max_piece_transfers=max_piece_transfers,
+        comm_library=library, comm_launch_s=profile.comm_launch_s,
     )
     result = engine.run(workload.graph)
     metrics = summarize(result, workload.graph, devices)
@@ -324,6 +329,7 @@ def simulate_point(
         "phase": spec.phase,
         "attention": spec.attention,
         "runtime": spec.runtime,
+        "comm_library": library,
         "layers": spec.layers,
         "dtype": spec.dtype,
         "devices": list(devices),

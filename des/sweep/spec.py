@@ -52,6 +52,7 @@ RUN_CHOICES: dict[str, tuple[str, ...] | None] = {
     "phase": ("prefill", "decode"),
     "attention": ("fused", "unfused"),
     "runtime": ("eager", "graph"),
+    "comm_library": ("nccl", "trtllm", "vllm", "fixed"),
 }
 #: Whole-number options, and whether they may be left out (``null``).
 RUN_INTEGERS: dict[str, bool] = {"tp": False, "batch": False, "seq": False, "kv_len": True, "layers": True}

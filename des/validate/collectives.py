@@ -98,16 +98,9 @@ def _system_for(gpu: str, ranks: int, ranks_per_node: int) -> str | None:
     return None
 
 
-def validate_collectives(load_system: Callable[[str], SystemSpec], stride: int = 1) -> Report:
-    """Simulate every calibration row a preset can reproduce.
-
-    Parameters
-    ----------
-    load_system : callable
-        ``load_system(preset_name) -> SystemSpec`` (``topologies.load_system``).
-    stride : int
-        Compare every ``stride``-th row only (tests use this to stay fast).
-    """
+def calibration_jobs() -> tuple[list[tuple[str, str, int, int, float, float]], dict[str, int]]:
+    """Every calibration row as ``(dataset, preset, ranks, ranks per node, bytes, measured s)``,
+    and the rows per dataset that no preset reproduces."""
     folder = calibration_dir()
     jobs: list[tuple[str, str, int, int, float, float]] = []
     skipped: dict[str, int] = {}
@@ -127,6 +120,26 @@ def validate_collectives(load_system: Callable[[str], SystemSpec], stride: int =
             jobs.append((label, system, ranks, per_node, float(row["bytes"]), float(row["median_s"])))
     if not jobs:
         raise DesError(f"{folder}: no all-reduce measurements found")
+    return jobs, skipped
+
+
+def validate_collectives(load_system: Callable[[str], SystemSpec], stride: int = 1, datasets=None, **options) -> Report:
+    """Simulate every calibration row a preset can reproduce.
+
+    Parameters
+    ----------
+    load_system : callable
+        ``load_system(preset_name) -> SystemSpec`` (``topologies.load_system``).
+    stride : int
+        Compare every ``stride``-th row only (tests use this to stay fast).
+    datasets : collection of str, optional
+        Only these datasets (e.g. ``{"a100x4_nvlink"}``).
+    options
+        Passed to :func:`~des.engine.simulate_collective` (``comm_library``).
+    """
+    jobs, skipped = calibration_jobs()
+    if datasets is not None:
+        jobs = [job for job in jobs if job[0] in datasets]
     systems: dict[str, SystemSpec | None] = {}
     rows = []
     for index, (label, name, ranks, per_node, nbytes, measured) in enumerate(jobs):
@@ -142,10 +155,10 @@ def validate_collectives(load_system: Callable[[str], SystemSpec], stride: int =
             skipped[label] = skipped.get(label, 0) + 1
             continue
         group = system.select_ranks(ranks, per_node if per_node != ranks else None)
-        result = simulate_collective(system, "allreduce", group, nbytes, Trace(enabled=False))
+        result = simulate_collective(system, "allreduce", group, nbytes, Trace(enabled=False), **options)
         rows.append(
             Row(label, name, ranks, per_node, nbytes, measured, result.latency_s,
-                result.algorithm, result.protocol, len(result.rings))
+                result.algorithm, result.protocol, result.channels)
         )
     return Report(tuple(rows), skipped)
 
