@@ -114,6 +114,9 @@ class Engine:
     comm_launch_s : float, optional
         Per-call cost of the caller for the library's calls (a CUDA-graph runtime's
         kernel launch); default: the library's host-timed eager figure.
+    algorithm : str, optional
+        Forces every collective's algorithm (``des collective --algorithm``; see
+        :func:`simulate_collective`); default: the library's choice.
     """
 
     def __init__(
@@ -128,6 +131,7 @@ class Engine:
         max_piece_transfers: int | None = None,
         comm_library: str | None = None,
         comm_launch_s: float | None = None,
+        algorithm: str | None = None,
     ) -> None:
         if execution not in ("wave", "tile"):
             raise DesError(f"execution must be 'wave' or 'tile', got {execution!r}")
@@ -142,8 +146,7 @@ class Engine:
         self.execution = execution
         self.comm_library = check_library(comm_library) if comm_library is not None else None
         self.comm_launch_s = comm_launch_s
-        #: Forces every collective's algorithm (``des collective --algorithm``).
-        self.algorithm: str | None = None
+        self.algorithm = algorithm
 
     # ----------------------------------------------------------------- elaborate
 
@@ -401,6 +404,4 @@ def simulate_collective(
     check_buffers(system, kind, group, nbytes)
     graph = TaskGraph()
     graph.add(CollectiveTask(kind, kind, tuple(group), nbytes))
-    engine = Engine(system, trace=trace, faults=faults, **options)
-    engine.algorithm = algorithm
-    return engine.run(graph).collectives[kind]
+    return Engine(system, trace=trace, faults=faults, algorithm=algorithm, **options).run(graph).collectives[kind]

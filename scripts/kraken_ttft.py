@@ -39,6 +39,7 @@ from des.errors import DoesNotFitError
 from des.metrics import BREAKDOWN_CATEGORIES
 from des.outputs import check_folder, make_folder, write_csv
 from des.plot import save_png
+from des.specs import LIBRARIES
 from des.study import PointSpec, draw_point_gantt, prepare_point, run_study, simulate_point
 
 logger = logging.getLogger("kraken_ttft")
@@ -77,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("kraken-out"), help="output folder (default kraken-out)")
     parser.add_argument("--system", default=DEFAULT_SYSTEM, help=f"system preset or YAML (default {DEFAULT_SYSTEM})")
     parser.add_argument("--full-depth", action="store_true", help="keep 65B and 175B at all their layers")
-    parser.add_argument("--comm-library", choices=("nccl", "trtllm", "vllm", "fixed"),
+    parser.add_argument("--comm-library", choices=LIBRARIES,
                         help="communication library (default: the runtime's: graph -> trtllm, eager -> nccl)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), metavar="MODEL")
     parser.add_argument("--seqs", nargs="+", type=int, default=list(SEQS), metavar="S")

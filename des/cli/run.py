@@ -19,6 +19,7 @@ from typing import Any
 from des.cli.args import add_fault_options, add_simulation_limits, output_path, positive_int
 from des.cli.outputs import EXIT_BAD_INPUT, write_outputs
 from des.errors import DesError
+from des.specs import LIBRARIES
 from des.study.defaults import DECODE, DEFAULT_MODEL, DEFAULT_SEQ, DEFAULT_SYSTEM, DEFAULT_TP
 
 #: Architectures compared when no --arch is given.
@@ -52,7 +53,7 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--attention", choices=("fused", "unfused"), default="fused", help="fused (flash) or unfused attention kernels")
     parser.add_argument("--runtime", choices=("eager", "graph"), default="graph", help="kernel launch profile (default graph)")
     parser.add_argument(
-        "--comm-library", choices=("nccl", "trtllm", "vllm", "fixed"),
+        "--comm-library", choices=LIBRARIES,
         help="communication library (default: the runtime's: graph -> trtllm, eager -> nccl)",
     )
     parser.add_argument("--layers", type=positive_int, metavar="K", help="simulate only K transformer layers (no embeddings or LM head)")

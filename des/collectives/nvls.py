@@ -23,7 +23,6 @@ import simpy
 from des.collectives.flows import Arrivals, piece_sizes, send_pieces
 from des.collectives.ring import Collective, CollectiveResult
 from des.errors import DesError
-from des.names import COLLECTIVE
 from des.specs import ROLE_SWITCH
 
 
@@ -74,13 +73,10 @@ class NvlsAllReduce(Collective):
         )
 
     def _rank(self, rank, at_switch, at_owner, at_rank):
+        yield from self._as_kernel(rank, self._work(rank, at_switch, at_owner, at_rank))
+
+    def _work(self, rank, at_switch, at_owner, at_rank):
         env = self.env
-        device = self.network.devices[rank]
-        start = env.now
-        if self.launch_s > 0:
-            yield env.timeout(self.launch_s)
-        units = min(self.params.compute_units, device.spec.compute_units)
-        yield device.compute.acquire(units)
         n = len(self.group)
         work = []
         for channel in range(self.channels):
@@ -95,8 +91,6 @@ class NvlsAllReduce(Collective):
             event = at_rank.wait((rank, channel), n * len(self.shard_sizes))
             if event is not None:
                 yield event
-        device.compute.release(units)
-        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now, self.span_args)
 
     def _send(self, src, dst, arrivals, key, reads):
         params = self.params

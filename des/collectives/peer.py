@@ -33,7 +33,6 @@ import simpy
 from des.collectives.flows import Arrivals, Barrier, piece_sizes, send_pieces
 from des.collectives.ring import Collective, CollectiveResult
 from des.errors import DesError
-from des.names import COLLECTIVE
 
 #: The peer-memory algorithms.
 PEER_ALGORITHMS = ("oneshot", "twoshot")
@@ -101,13 +100,11 @@ class PeerAllReduce(Collective):
         )
 
     def _rank(self, rank: str, barrier: Barrier, arrivals: Arrivals):
+        yield from self._as_kernel(rank, self._work(rank, barrier, arrivals))
+
+    def _work(self, rank: str, barrier: Barrier, arrivals: Arrivals):
         env = self.env
         device = self.network.devices[rank]
-        start = env.now
-        if self.launch_s > 0:
-            yield env.timeout(self.launch_s)
-        units = min(self.params.compute_units, device.spec.compute_units)
-        yield device.compute.acquire(units)
         # Copy the input into this rank's shared buffer (read and write it).
         copied = device.dram.transfer(2 * self.nbytes)
         yield copied
@@ -130,8 +127,6 @@ class PeerAllReduce(Collective):
             yield from barrier.meet(index + 1)
             if not written.processed:
                 yield written
-        device.compute.release(units)
-        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now, self.span_args)
 
     def _pull(self, peer: str, rank: str, arrivals: Arrivals, key, index: int):
         params = self.params

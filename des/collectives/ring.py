@@ -206,6 +206,23 @@ class Collective:
         """Work out the collective's structure from the checked arguments."""
         raise NotImplementedError
 
+    def _as_kernel(self, rank: str, work):
+        """Generator: one rank's collective kernel around ``work``.
+
+        Pays the call's launch, takes the kernel's compute units (``params.compute_units``,
+        at most the device's), runs ``work`` (a generator, which starts only once the
+        units are held), gives the units back and records the collective's span.
+        """
+        env = self.env
+        device = self.network.devices[rank]
+        start = env.now
+        if self.launch_s > 0:
+            yield env.timeout(self.launch_s)
+        units = yield device.compute.acquire(self.params.compute_units)
+        yield from work
+        device.compute.release(units)
+        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now, self.span_args)
+
 
 class RingCollective(Collective):
     """A ring collective over a group of devices (parameters as :class:`Collective`)."""
@@ -316,19 +333,11 @@ class RingCollective(Collective):
 
     def _rank(self, rank: str, channels: list[_Channel]):
         """One rank's kernel: launch, take compute units, run every channel, finish."""
+        yield from self._as_kernel(rank, self._senders(rank, channels))
+
+    def _senders(self, rank: str, channels: list[_Channel]):
         env = self.env
-        params = self.params
-        device = self.network.devices[rank]
-        start = env.now
-        if self.launch_s > 0:
-            yield env.timeout(self.launch_s)
-        # At least 1 and at most the device's (CollectiveParams and SystemSpec check it).
-        units = params.compute_units
-        yield device.compute.acquire(units)
-        senders = [env.process(self._sender(rank, channel, index)) for index, channel in enumerate(channels)]
-        yield simpy.AllOf(env, senders)
-        device.compute.release(units)
-        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now, self.span_args)
+        yield simpy.AllOf(env, [env.process(self._sender(rank, channel, index)) for index, channel in enumerate(channels)])
 
     def _wait(self, channel: _Channel, position: int, step: int, piece: int):
         """Event a sender waits on until piece ``piece`` of ``step`` has arrived (or None)."""

@@ -22,7 +22,6 @@ from des.collectives.flows import Arrivals, piece_sizes, send_pieces
 from des.collectives.ring import Collective, CollectiveResult
 from des.collectives.rings import has_nic, machine_groups
 from des.errors import DesError
-from des.names import COLLECTIVE
 
 
 def binary_tree(count: int, mirrored: bool) -> dict[int, int | None]:
@@ -99,17 +98,11 @@ class TreeAllReduce(Collective):
         )
 
     def _rank(self, rank, up, down):
+        yield from self._as_kernel(rank, self._work(rank, up, down))
+
+    def _work(self, rank, up, down):
         env = self.env
-        device = self.network.devices[rank]
-        start = env.now
-        if self.launch_s > 0:
-            yield env.timeout(self.launch_s)
-        units = min(self.params.compute_units, device.spec.compute_units)
-        yield device.compute.acquire(units)
-        work = [env.process(self._channel(rank, c, up, down)) for c in range(self.channels)]
-        yield simpy.AllOf(env, work)
-        device.compute.release(units)
-        self.trace.add(rank, self.stream, self.name, COLLECTIVE, start, env.now, self.span_args)
+        yield simpy.AllOf(env, [env.process(self._channel(rank, c, up, down)) for c in range(self.channels)])
 
     def _hop(self, src, dst):
         params = self.params

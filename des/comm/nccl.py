@@ -247,38 +247,50 @@ def _enabled(facts: GroupFacts, kind: str, algorithm: str, protocol: str) -> boo
     return True
 
 
-def model(facts: GroupFacts, kind: str, algorithm: str, protocol: str, graph: NcclGraph) -> tuple[float, float]:
-    """NCCL's (latency in us, algorithm bandwidth in GB/s) of one pair; bandwidth 0: unusable."""
+def bus_bandwidth_gbps(facts: GroupFacts, kind: str, algorithm: str, protocol: str, graph: NcclGraph) -> float:
+    """NCCL's bus bandwidth (GB/s) of one (algorithm, protocol) pair; 0: unusable."""
     if not _enabled(facts, kind, algorithm, protocol):
-        return 0.0, 0.0
-    n, nodes = facts.ranks, facts.nodes
+        return 0.0
+    nodes = facts.nodes
     gen = _GENERATION_INDEX.get(facts.generation, 1)
     column = min(nodes, 3) - 1
-    steps = 2 * (n - 1) if kind == "allreduce" else n - 1
-    inter_steps = (2 * nodes if nodes > 1 else 0) if kind == "allreduce" else nodes - 1
-    ppn = n / nodes
     if algorithm == "nvls":
-        bus = NVLS_CHANNELS * min(graph.bw_intra_gbps * graph.channels / NVLS_CHANNELS, graph.bw_intra_gbps * graph.channels)
+        bus = graph.channels * graph.bw_intra_gbps
     else:
         bus = graph.channels * (graph.bw_intra_gbps if nodes <= 2 else graph.bw_inter_gbps)
     if algorithm == "ring" and protocol == "ll":
         bus = min(LL_MAX_BW[gen][column], bus * 0.25)
     if algorithm == "ring" and protocol == "ll128":
-        bus = min(bus * (0.7 if ppn < 2 else 0.92), graph.channels * PER_CH_MAX_RING_LL128[gen][column])
+        bus = min(bus * (0.7 if facts.ranks / nodes < 2 else 0.92), graph.channels * PER_CH_MAX_RING_LL128[gen][column])
     if algorithm == "tree":
         bus = min(bus * 0.92, graph.channels * PER_CH_MAX_TREE[gen][column])
         if protocol == "ll":
             bus = min(bus / 3.8, LL_MAX_BW[gen][column])
         if protocol == "ll128":
             bus = min(bus * (7 / 9 if nodes == 1 else 120 / 128), graph.channels * PER_CH_MAX_TREE_LL128[gen][column])
+    return bus
+
+
+def _steps(kind: str, ranks: int) -> int:
+    return 2 * (ranks - 1) if kind == "allreduce" else ranks - 1
+
+
+def bus_to_algorithm_ratio(facts: GroupFacts, kind: str, algorithm: str) -> float:
+    """Algorithm bandwidth over bus bandwidth: ring n / steps, NVLS 5/6, tree 1/2."""
     if algorithm == "ring":
-        ratio = n / steps
-    elif algorithm == "nvls":
-        ratio = 5 / 6
-    else:
-        ratio = 0.5
-    intra_hw = "nvlink" if facts.intra == "nvlink" else "pcie"
-    intra_lat = HW_LAT_US[intra_hw][algorithm][protocol]
+        return facts.ranks / _steps(kind, facts.ranks)
+    return 5 / 6 if algorithm == "nvls" else 0.5
+
+
+def model(facts: GroupFacts, kind: str, algorithm: str, protocol: str, graph: NcclGraph) -> tuple[float, float]:
+    """NCCL's (latency in us, algorithm bandwidth in GB/s) of one pair; bandwidth 0: unusable."""
+    bus = bus_bandwidth_gbps(facts, kind, algorithm, protocol, graph)
+    if bus <= 0:
+        return 0.0, 0.0
+    n, nodes = facts.ranks, facts.nodes
+    steps = _steps(kind, n)
+    inter_steps = (2 * nodes if nodes > 1 else 0) if kind == "allreduce" else nodes - 1
+    intra_lat = HW_LAT_US[facts.intra][algorithm][protocol]
     inter_lat = HW_LAT_US["net"][algorithm][protocol]
     if nodes > 1 and protocol == "ll":
         intra_lat *= 1.8
@@ -292,7 +304,7 @@ def model(facts: GroupFacts, kind: str, algorithm: str, protocol: str, graph: Nc
         latency += 2 * ((n // nodes - 1) * intra_lat + math.log2(nodes) * inter_lat)
     else:
         latency += intra_lat + (inter_lat if nodes > 1 else 0.0)
-    return latency, bus * ratio
+    return latency, bus * bus_to_algorithm_ratio(facts, kind, algorithm)
 
 
 def predicted_us(facts: GroupFacts, kind: str, nbytes: float, algorithm: str, protocol: str, graph: NcclGraph) -> float:
@@ -376,20 +388,12 @@ def plan_params(facts: GroupFacts, kind: str, nbytes: float, tuning: NcclTuning,
         if not math.isfinite(time_us):
             raise DesError(f"NCCL cannot run {kind} with {chosen_algorithm}/{chosen_protocol} on this group")
     channels, _threads = runtime_channels(facts, chosen_algorithm, chosen_protocol, nbytes, graph)
-    _latency, algbw = model(facts, kind, chosen_algorithm, chosen_protocol, graph)
-    ratio = facts.ranks / (2 * (facts.ranks - 1) if kind == "allreduce" else facts.ranks - 1)
-    if chosen_algorithm == "ring":
-        bus_gbps = algbw / ratio
-    elif chosen_algorithm == "nvls":
-        bus_gbps = algbw * 6 / 5
-    else:
-        bus_gbps = algbw * 2
+    bus_gbps = bus_bandwidth_gbps(facts, kind, chosen_algorithm, chosen_protocol, graph)
     full = NVLS_CHANNELS if chosen_algorithm == "nvls" else graph.runtime_channels
     per_channel = bus_gbps * GIGA / full * tuning.protocol_fraction(chosen_protocol)
-    intra_hw = "nvlink" if facts.intra == "nvlink" else "pcie"
     overhead = tuning.call_overhead_s if launch_overhead_s is None else launch_overhead_s
     base = BASE_LAT_US[chosen_algorithm][chosen_protocol]
-    hop = HW_LAT_US[intra_hw][chosen_algorithm][chosen_protocol]
+    hop = HW_LAT_US[facts.intra][chosen_algorithm][chosen_protocol]
     net_hop = HW_LAT_US["net"][chosen_algorithm][chosen_protocol]
     if chosen_algorithm == "nvls":
         # NVLS's model latency is the whole call's, not a hop's.

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from des.errors import DesError
-from des.specs import read_yaml
+from des.specs import LIBRARIES, read_yaml
 
 #: Ways to combine axes.
 MODES = ("grid", "zip")
@@ -52,7 +52,7 @@ RUN_CHOICES: dict[str, tuple[str, ...] | None] = {
     "phase": ("prefill", "decode"),
     "attention": ("fused", "unfused"),
     "runtime": ("eager", "graph"),
-    "comm_library": ("nccl", "trtllm", "vllm", "fixed"),
+    "comm_library": LIBRARIES,
 }
 #: Whole-number options, and whether they may be left out (``null``).
 RUN_INTEGERS: dict[str, bool] = {"tp": False, "batch": False, "seq": False, "kv_len": True, "layers": True}
