@@ -145,7 +145,7 @@ class NcclTuning:
 #: dgx_allreduce.csv for the network fraction. Generations or interconnects without
 #: measurements take the nearest fitted entry (:func:`tuning_for`).
 TUNINGS: dict[tuple[str, str], NcclTuning] = {
-    # DGX A100 (NVSwitch), 2 and 4 ranks, torch.distributed: 13.4 % over every 8th row.
+    # DGX A100 (NVSwitch), 2 and 4 ranks, torch.distributed: 12.9 % over every 4th row.
     # net_fraction: the two-machine rows (HDR InfiniBand, one rank per machine), whose
     # large messages reach a quarter of the 25 GB/s port (busbw 5.9 GB/s at 64 MiB).
     ("ampere", "nvswitch"): NcclTuning(
@@ -156,11 +156,11 @@ TUNINGS: dict[tuple[str, str], NcclTuning] = {
     ("ampere", "nvlink"): NcclTuning(
         call_overhead_s=2.4e-6, link_fraction=0.8, ll_fraction=0.75, ll128_fraction=0.36, simple_fraction=1.0,
     ),
-    # DGX H100 (NVSwitch), 2 and 4 ranks, torch.distributed: 17.3 % over every 16th row.
+    # DGX H100 (NVSwitch), 2 and 4 ranks, torch.distributed: 14.5 % over every 4th row.
     # No H100 rows cross machines: the network fraction is the InfiniBand one above.
     ("hopper", "nvswitch"): NcclTuning(
-        call_overhead_s=9.6e-6, link_fraction=1.0, net_fraction=0.25,
-        ll_fraction=0.6, ll128_fraction=1.0, simple_fraction=0.8,
+        call_overhead_s=7.2e-6, link_fraction=1.0, net_fraction=0.25,
+        ll_fraction=0.48, ll128_fraction=1.0, simple_fraction=0.8,
     ),
 }
 
