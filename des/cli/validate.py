@@ -52,13 +52,16 @@ def run_collectives(args: argparse.Namespace) -> int:
     if args.json:
         bands = [label for label, _low, _high in SIZE_BANDS]
 
-        def summary(dataset):
-            by_band = {band: report.mape(dataset, band) for band in bands}
-            return {"all": report.mape(dataset), "bands": {k: v for k, v in by_band.items() if v == v}}
+        def summary(dataset, measure=report.mape):
+            by_band = {band: measure(dataset, band) for band in bands}
+            return {"all": measure(dataset), "bands": {k: v for k, v in by_band.items() if v == v}}
 
         print(json.dumps({"rows": [dict(asdict(row), band=row.band) for row in report.rows],
                           "mape": {name: summary(name) for name in report.datasets()},
-                          "mape_all": summary(None), "skipped": report.skipped}, sort_keys=True))
+                          "mape_all": summary(None),
+                          "floor": {name: summary(name, report.floor) for name in report.datasets()},
+                          "floor_all": summary(None, report.floor),
+                          "skipped": report.skipped}, sort_keys=True))
     else:
         print(format_report(report, verbose=args.verbose))
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from des.engine import simulate_collective
 from des.errors import DesError
@@ -22,6 +22,7 @@ from des.spans import Trace
 from des.specs import SystemSpec
 from des.units import US_PER_S, KiB, MiB, format_count
 from des.validate.calibration import calibration_dir, read_rows
+from des.validate.floor import floor_errors
 
 #: Message-size bands the error is reported in: (label, lowest bytes, highest bytes),
 #: the small (latency-bound), mid-size and large (bandwidth-bound) regimes.
@@ -73,17 +74,35 @@ class Report:
 
     rows: tuple[Row, ...]
     skipped: dict[str, int]
+    _floors: dict[int, float] = field(default_factory=dict, compare=False, repr=False)
+
+    def _chosen(self, dataset: str | None, band: str | None) -> list[int]:
+        return [
+            index for index, row in enumerate(self.rows)
+            if (dataset is None or row.dataset == dataset) and (band is None or row.band == band)
+        ]
 
     def mape(self, dataset: str | None = None, band: str | None = None) -> float:
         """Mean absolute percentage error (as a fraction) over a dataset or all rows,
         optionally of one size band (NaN where no row is in it)."""
-        chosen = [
-            row for row in self.rows
-            if (dataset is None or row.dataset == dataset) and (band is None or row.band == band)
-        ]
+        chosen = self._chosen(dataset, band)
         if not chosen:
             return float("nan")
-        return sum(abs(row.error) for row in chosen) / len(chosen)
+        return sum(abs(self.rows[index].error) for index in chosen) / len(chosen)
+
+    def floor(self, dataset: str | None = None, band: str | None = None) -> float:
+        """The noise floor of the same rows: the mean absolute percentage error of the best
+        non-decreasing fit to each dataset's measurements (:mod:`des.validate.floor`), a
+        bound no model whose time does not fall with size can beat."""
+        if not self._floors:
+            for name in self.datasets():
+                members = [index for index, row in enumerate(self.rows) if row.dataset == name]
+                errors = floor_errors([self.rows[i].nbytes for i in members], [self.rows[i].measured_s for i in members])
+                self._floors.update(zip(members, errors))
+        chosen = self._chosen(dataset, band)
+        if not chosen:
+            return float("nan")
+        return sum(self._floors[index] for index in chosen) / len(chosen)
 
     def datasets(self) -> list[str]:
         """Dataset labels in first-seen order."""
@@ -180,15 +199,20 @@ def format_report(report: Report, verbose: bool = False) -> str:
     bands = [label for label, _low, _high in SIZE_BANDS]
     lines.append("mean absolute percentage error" + " " * 19 + "".join(f"{label:>18}" for label in bands))
 
-    def cells(dataset: str | None) -> str:
-        values = (report.mape(dataset, band) for band in bands)
+    def cells(measure, dataset: str | None) -> str:
+        values = (measure(dataset, band) for band in bands)
         return "".join(f"{'-' if math.isnan(v) else f'{v * 100:.2f} %':>18}" for v in values)
 
-    for dataset in report.datasets():
-        count = f"({format_count(sum(1 for row in report.rows if row.dataset == dataset), 'row')})"
-        lines.append(f"  {dataset:<22} {report.mape(dataset) * 100:6.2f} %  {count:<14}{cells(dataset)}")
-    total = f"({format_count(len(report.rows), 'row')})"
-    lines.append(f"  {'all rows':<22} {report.mape() * 100:6.2f} %  {total:<14}{cells(None)}")
+    def table(measure) -> None:
+        for dataset in report.datasets():
+            count = f"({format_count(sum(1 for row in report.rows if row.dataset == dataset), 'row')})"
+            lines.append(f"  {dataset:<22} {measure(dataset) * 100:6.2f} %  {count:<14}{cells(measure, dataset)}")
+        total = f"({format_count(len(report.rows), 'row')})"
+        lines.append(f"  {'all rows':<22} {measure(None) * 100:6.2f} %  {total:<14}{cells(measure, None)}")
+
+    table(report.mape)
+    lines.append("noise floor: error of the best non-decreasing fit to the measurements")
+    table(report.floor)
     for dataset, count in sorted(report.skipped.items()):
         lines.append(f"  skipped {dataset}: {count} rows (no preset system for them)")
     return "\n".join(lines)
