@@ -14,7 +14,7 @@ from des.validate.floor import floor_errors, monotone_fit
 
 
 def _mape(fit, measured):
-    return sum(abs(f - y) / y for f, y in zip(fit, measured)) / len(measured)
+    return sum(abs(f - y) / y for f, y in zip(fit, measured, strict=True)) / len(measured)
 
 
 def test_a_rising_table_is_its_own_fit():
@@ -49,7 +49,7 @@ def test_non_positive_measurements_are_refused():
 @given(st.lists(st.sampled_from([1.0, 2.0, 3.0, 5.0, 8.0]), min_size=1, max_size=6))
 def test_the_fit_is_non_decreasing_and_no_monotone_sequence_does_better(measured):
     fit = monotone_fit(measured)
-    assert all(a <= b for a, b in zip(fit, fit[1:]))
+    assert all(a <= b for a, b in zip(fit, fit[1:], strict=False))
     best = _mape(fit, measured)
     # An optimal L1 isotonic fit takes values among the measurements: try every
     # non-decreasing sequence over them.

@@ -98,7 +98,7 @@ class Report:
             for name in self.datasets():
                 members = [index for index, row in enumerate(self.rows) if row.dataset == name]
                 errors = floor_errors([self.rows[i].nbytes for i in members], [self.rows[i].measured_s for i in members])
-                self._floors.update(zip(members, errors))
+                self._floors.update(zip(members, errors, strict=True))
         chosen = self._chosen(dataset, band)
         if not chosen:
             return float("nan")
