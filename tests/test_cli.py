@@ -187,6 +187,12 @@ def test_validate_collectives_meets_target(capsys):
     calibration_folder()  # skips, naming the folder, where the measurements are absent
     report = validate_collectives(load_system, stride=VALIDATION_STRIDE)
     assert len(report.rows) > 500 // VALIDATION_STRIDE
-    # NCCL's own model with one fit per GPU generation and interconnect: 11.4 % over every
-    # 4th row (the issue's 8 % target is not met yet; this guards against regressions).
-    assert report.mape() <= 0.13, f"all-reduce MAPE {report.mape():.3f} above 13 %"
+    # NCCL's own model with one fit per GPU generation and interconnect: 8.4 % over every
+    # 4th row, every table within 12 % (the 8 % overall target is not met: see the
+    # tables' noise floors; this guards against regressions).
+    assert report.mape() <= 0.09, f"all-reduce MAPE {report.mape():.3f} above 9 %"
+    for dataset in report.datasets():
+        assert report.mape(dataset) <= 0.12, f"{dataset}: MAPE {report.mape(dataset):.3f} above 12 %"
+    # Large messages, where the tables are smooth (floors under 0.5 %): within 6 %.
+    for dataset in report.datasets():
+        assert report.mape(dataset, "> 16 MiB") <= report.floor(dataset, "> 16 MiB") + 0.06, dataset

@@ -77,6 +77,53 @@ def test_nvls_only_where_the_switch_reduces_and_tree_only_across_machines():
     assert {plan(a100, n).algorithm for n in (4096, 1 << 20, 1 << 28)} == {"ring"}
     two = load_system("2x-dgx-a100")
     assert plan(two, 64 << 10).algorithm == "tree"
+    assert "nvls_tree" not in {plan(two, n).algorithm for n in (64 << 10, 1 << 20, 1 << 28)}
+
+
+def test_nvls_tree_across_dgx_h100_machines_only_with_more_than_two_gpus_each():
+    two = load_system("2x-dgx-h100")
+    assert plan(two, 64 << 20).algorithm == "nvls_tree"
+    assert plan(two, 64 << 20, 4, 2).algorithm != "nvls_tree"   # two GPUs per machine
+    plain = dataclasses.replace(two, collective=dataclasses.replace(two.collective, nvls=False))
+    assert plan(plain, 64 << 20).algorithm in ("ring", "tree")
+    # Eight ranks in one machine of the pair reduce in that machine's NVSwitch, not in
+    # the InfiniBand leaf every GPU is also joined to.
+    from des.collectives.nvls import nvls_switch
+
+    assert nvls_switch(two.graph, two.select_ranks(8)) == "n0.nvswitch"
+    assert plan(two, 64 << 20, 8).algorithm == "nvls"
+
+
+@pytest.mark.parametrize("ranks", [4, 8])
+def test_nvls_is_bounded_by_its_thread_blocks(ranks):
+    # Each rank's channels (one thread block each) drive its whole buffer into the
+    # switch and its own shard's multicast store: S (1 + 1 / n) at channels x pace.
+    system = load_system("dgx-h100")
+    nbytes = 64 << 20
+    chosen = plan(system, nbytes, ranks)
+    assert chosen.algorithm == "nvls"
+    blocks = chosen.params.channels * chosen.params.channel_bandwidth_bytes_per_s
+    result = simulate_collective(system, "allreduce", system.select_ranks(ranks), nbytes, Trace(enabled=False))
+    assert result.latency_s >= nbytes * (1 + 1 / ranks) / blocks
+    # ... and no slower than those blocks plus the call's fixed latency and a piece's fill.
+    fill = chosen.params.launch_latency_s + 4 * chosen.params.chunk_bytes / chosen.params.channel_bandwidth_bytes_per_s
+    assert result.latency_s <= nbytes * (1 + 1 / ranks) / blocks + fill
+
+
+@pytest.mark.parametrize("nbytes", [1 << 20, 64 << 20])
+def test_nvls_tree_is_bounded_by_its_nics_and_ports(nbytes):
+    system = load_system("2x-dgx-h100")
+    group = system.select_ranks()
+    result = simulate_collective(system, "allreduce", group, nbytes, Trace(enabled=False), algorithm="nvls_tree")
+    assert (result.algorithm, result.protocol) == ("nvls_tree", "simple")
+    graph = system.graph
+    nic = graph.edges["gpu0", "leaf0"]["bandwidth_bytes_per_s"]
+    port = graph.edges["gpu0", "n0.nvswitch"]["bandwidth_bytes_per_s"]
+    local = 8
+    # Each GPU's NIC carries its machine's sum of one shard (S / G) out and the total in;
+    # each NVSwitch port carries S (1 + 1 / G) each way.
+    assert result.latency_s >= (nbytes / local) / nic
+    assert result.latency_s >= nbytes * (1 + 1 / local) / port
 
 
 def test_trtllm_and_vllm_pick_their_kernels_by_size_and_ranks():

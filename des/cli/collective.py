@@ -49,7 +49,7 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
         sub.add_argument("--bytes", type=byte_size, default=DEFAULT_BYTES, metavar="B", help="message size, e.g. 1048576 or 64MiB (default: 64MiB)")
         sub.add_argument(
             "--algorithm",
-            choices=("ring", "hierarchical", "auto", "tree", "nvls"),
+            choices=("ring", "hierarchical", "auto", "tree", "nvls", "nvls_tree"),
             help="force the algorithm: ring, tree or nvls (nccl); ring, hierarchical or auto (fixed); "
             "default: the library's choice",
         )

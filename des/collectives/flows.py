@@ -92,14 +92,32 @@ class Barrier:
             yield self.env.timeout(self.latency_s)
 
 
+class Pacer:
+    """One thread block's ceiling shared by every flow it drives: each piece it sends
+    takes ``bytes / pace`` of the block's time, one after another."""
+
+    __slots__ = ("pace_bytes_per_s", "free_at")
+
+    def __init__(self, pace_bytes_per_s: float) -> None:
+        self.pace_bytes_per_s = pace_bytes_per_s
+        self.free_at = 0.0
+
+    def reserve(self, now: float, nbytes: float) -> float:
+        """Book ``nbytes`` from ``now`` on; return when the block has pushed them."""
+        self.free_at = max(now, self.free_at) + nbytes / self.pace_bytes_per_s
+        return self.free_at
+
+
 def send_pieces(collective, src: str, dst: str, sizes, arrivals: Arrivals, key, *, reads: int = 1,
-                efficiency: float, step_latency_s: float, pace_bytes_per_s: float, label: str):
+                efficiency: float, step_latency_s: float, pace_bytes_per_s: float, label: str,
+                pacer: Pacer | None = None):
     """Generator: send ``sizes`` pieces from ``src`` to ``dst`` one after another.
 
     Each piece is read ``reads`` times from the sender's DRAM (when ``src`` is a device)
     while it goes out, leaves no faster than ``pace_bytes_per_s`` (one thread block's
-    ceiling), and is counted at ``arrivals[key]`` (written to the receiver's DRAM when
-    ``dst`` is a device) when it has arrived.
+    ceiling) or, given a ``pacer``, than that block's shared ceiling allows, and is
+    counted at ``arrivals[key]`` (written to the receiver's DRAM when ``dst`` is a
+    device) when it has arrived.
     """
     network = collective.network
     env = network.env
@@ -116,7 +134,9 @@ def send_pieces(collective, src: str, dst: str, sizes, arrivals: Arrivals, key, 
             efficiency=efficiency, extra_latency_s=step_latency_s, trace=collective.trace, label=label,
             reroute=network.route,
         )
-        if math.isfinite(pace_bytes_per_s):
+        if pacer is not None and math.isfinite(pacer.pace_bytes_per_s):
+            left = max(left, pacer.reserve(now, piece_bytes))
+        elif math.isfinite(pace_bytes_per_s):
             left = max(left, now + piece_bytes / pace_bytes_per_s)
         if progress is not None:
             progress.advance()

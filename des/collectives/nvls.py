@@ -11,26 +11,37 @@ results) plus its ``S / n`` sum: about ``S (1 + 1 / n)`` each way, against a rin
 
 Here each piece of each rank's buffer goes up to the switch; when the switch holds a
 piece from every rank it sends the reduced piece to the rank that owns that shard, which
-multicasts it back down to every rank. Pieces pipeline.
+multicasts it back down to every rank. Pieces pipeline. Each channel is one thread
+block per rank, and that block drives every store the rank makes on the channel (NCCL
+copies the user buffer into the NVLS buffer and stores the rank's own shard to the
+multicast address), so one shared ceiling per rank and channel
+(:class:`~des.collectives.flows.Pacer`) bounds them all; the switch's own reads and
+multicast writes are bounded by the links alone.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import simpy
 
-from des.collectives.flows import Arrivals, piece_sizes, send_pieces
+from des.collectives.flows import Arrivals, Pacer, piece_sizes, send_pieces
 from des.collectives.ring import Collective, CollectiveResult
 from des.errors import DesError
 from des.specs import ROLE_SWITCH
 
 
 def nvls_switch(graph, group) -> str | None:
-    """The one switch every member of ``group`` is joined to directly, or ``None``."""
+    """The one switch inside their machine that every member of ``group`` is joined to
+    directly, or ``None`` (a network switch between machines reduces nothing)."""
     common = None
     for node in group:
-        switches = {peer for peer in graph.neighbors(node) if graph.nodes[peer].get("role") == ROLE_SWITCH}
+        machine = graph.nodes[node].get("node", 0)
+        switches = {
+            peer for peer in graph.neighbors(node)
+            if graph.nodes[peer].get("role") == ROLE_SWITCH and graph.nodes[peer].get("node", 0) == machine
+        }
         common = switches if common is None else common & switches
     if not common:
         return None
@@ -63,6 +74,10 @@ class NvlsAllReduce(Collective):
         at_switch = Arrivals(env)
         at_owner = Arrivals(env)
         at_rank = Arrivals(env)
+        # One thread block per channel on each rank drives all that rank's stores (its
+        # buffer copied in for every owner, and its own shard's multicast store).
+        pace = self.params.channel_bandwidth_bytes_per_s
+        self._pacers = {(rank, c): Pacer(pace) for rank in self.group for c in range(self.channels)}
         ranks = [env.process(self._rank(rank, at_switch, at_owner, at_rank)) for rank in self.group]
         yield simpy.AllOf(env, ranks)
         n = len(self.group)
@@ -92,16 +107,16 @@ class NvlsAllReduce(Collective):
             if event is not None:
                 yield event
 
-    def _send(self, src, dst, arrivals, key, reads):
+    def _send(self, src, dst, arrivals, key, reads, pacer):
         params = self.params
         return send_pieces(
             self, src, dst, self.shard_sizes, arrivals, key, reads=reads, efficiency=params.bandwidth_efficiency,
             step_latency_s=params.step_latency_s, pace_bytes_per_s=params.channel_bandwidth_bytes_per_s,
-            label=f"{self.name} nvls",
+            label=f"{self.name} nvls", pacer=pacer,
         )
 
     def _up(self, rank, owner, channel, at_switch):
-        yield from self._send(rank, self.switch, at_switch, (owner, channel), 1)
+        yield from self._send(rank, self.switch, at_switch, (owner, channel), 1, self._pacers[rank, channel])
 
     def _own(self, rank, channel, at_switch, at_owner, at_rank):
         env = self.env
@@ -121,10 +136,13 @@ class NvlsAllReduce(Collective):
         params = self.params
 
         def hop(src, dst, arrivals, key):
+            # A rank's store is its block's; the switch's reads and multicast writes
+            # are bounded by the links alone.
+            pacer = self._pacers.get((src, channel))
             return send_pieces(
                 self, src, dst, [size], arrivals, key, reads=0, efficiency=params.bandwidth_efficiency,
-                step_latency_s=params.step_latency_s, pace_bytes_per_s=params.channel_bandwidth_bytes_per_s,
-                label=f"{self.name} nvls",
+                step_latency_s=params.step_latency_s, pace_bytes_per_s=math.inf, label=f"{self.name} nvls",
+                pacer=pacer,
             )
 
         for src, dst in ((self.switch, rank), (rank, self.switch)):

@@ -13,7 +13,7 @@ drives. Libraries:
     those parameters (des's closed-form protocol choice where it lists protocols).
 ``nccl``
     :mod:`des.comm.nccl`: NCCL's algorithm, protocol and channel choice from its cost
-    model; ring, tree (across machines) or NVLS (NVLink SHARP).
+    model; ring, tree (across machines) NVLS (NVLink SHARP) or NVLS-tree (NVLS inside machines, a tree between them).
 ``trtllm``, ``vllm``
     :mod:`des.comm.engines`: the engines' one-shot or two-shot all-reduce over peer
     memory in their size ranges, NCCL otherwise.
@@ -41,7 +41,7 @@ class CommPlan:
     library : str
         The library that planned it (:data:`~des.specs.LIBRARIES`).
     algorithm : str
-        ``ring``, ``hierarchical``, ``tree``, ``nvls``, ``oneshot``, ``twoshot`` (or
+        ``ring``, ``hierarchical``, ``tree``, ``nvls``, ``nvls_tree``, ``oneshot``, ``twoshot`` (or
         ``auto`` for the ``fixed`` library's own choice, made when built).
     protocol : str or None
         ``ll``, ``ll128``, ``simple``, or ``None`` where the algorithm has none.
@@ -105,7 +105,7 @@ def plan_call(network, kind: str, group, nbytes: float, params: CollectiveParams
         library's host-timed eager figure.
     algorithm : str, optional
         Forces an algorithm (``ring``/``hierarchical``/``auto`` for ``fixed``;
-        ``ring``/``tree``/``nvls`` for ``nccl``).
+        ``ring``/``tree``/``nvls``/``nvls_tree`` for ``nccl``).
     """
     name = check_library(library or params.library)
     group = tuple(group)
@@ -121,9 +121,9 @@ def plan_call(network, kind: str, group, nbytes: float, params: CollectiveParams
             overhead = tuning.call_overhead_s if launch_overhead_s is None else launch_overhead_s
             peer = peer_params(facts, choice, nbytes, name, overhead, tuning.link_fraction, barrier_s)
             return CommPlan(name, choice, None, peer.channels, 1, peer)
-    if algorithm is not None and algorithm not in ("ring", "tree", "nvls", "hierarchical", "auto"):
+    if algorithm is not None and algorithm not in ("ring", "tree", "nvls", "nvls_tree", "hierarchical", "auto"):
         raise DesError(
-            f"unknown collective algorithm {algorithm!r}; {name} runs ring, tree or nvls "
+            f"unknown collective algorithm {algorithm!r}; {name} runs ring, tree, nvls or nvls_tree "
             "(or des's hierarchical / auto of NCCL rings)"
         )
     # des's hierarchical collective (or its auto choice) runs phases of NCCL rings.
@@ -141,6 +141,7 @@ def build(plan: CommPlan, network, kind: str, group, nbytes: float, trace, name:
     """The collective object that runs ``plan`` (its ``run()`` returns a CollectiveResult)."""
     from des.collectives.hierarchical import make_collective
     from des.collectives.nvls import NvlsAllReduce
+    from des.collectives.nvls_tree import NvlsTreeAllReduce
     from des.collectives.peer import PeerAllReduce
     from des.collectives.ring import RingCollective
     from des.collectives.tree import TreeAllReduce
@@ -156,6 +157,8 @@ def build(plan: CommPlan, network, kind: str, group, nbytes: float, trace, name:
         collective = TreeAllReduce(*args)
     elif plan.algorithm == "nvls":
         collective = NvlsAllReduce(*args)
+    elif plan.algorithm == "nvls_tree":
+        collective = NvlsTreeAllReduce(*args)
     else:
         collective = RingCollective(*args)
         collective.protocol = plan.protocol
