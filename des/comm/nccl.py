@@ -166,13 +166,13 @@ class NcclTuning:
 TUNINGS: dict[tuple[str, str], NcclTuning] = {
     # DGX A100 (NVSwitch), 2 and 4 ranks, torch.distributed: 7.0 % and 9.7 % over all rows;
     # ll_latency sits on its lower bound (0.5).
-    # NCCL's latencies stretched (LL128 1.4x, Simple 2.4x) and a 12.6 us harness overhead.
+    # NCCL's latencies stretched (LL128 1.4x, Simple 2.7x) and an 11.3 us harness overhead.
     # net_fraction: the two-machine rows (HDR InfiniBand, one rank per machine), whose
     # large messages reach a quarter of the 25 GB/s port (busbw 5.9 GB/s at 64 MiB).
     ("ampere", "nvswitch"): NcclTuning(
-        call_overhead_s=12.6e-6, link_fraction=0.576, net_fraction=0.25,
+        call_overhead_s=11.3e-6, link_fraction=0.576, net_fraction=0.25,
         ll_fraction=1.575, ll128_fraction=0.56, simple_fraction=0.88,
-        ll_latency=0.5, ll128_latency=1.408, simple_latency=2.43,
+        ll_latency=0.5, ll128_latency=1.394, simple_latency=2.673,
     ),
     # HGX A100 4-GPU (direct NVLink), LLMCompass's PyTorch timing: 8.6 % over its 32 rows.
     ("ampere", "nvlink"): NcclTuning(
