@@ -11,18 +11,21 @@ The package is built in layers; a module imports only its own layer and the ones
 1. ``units``, ``errors``, ``names``, ``spans``, ``outputs``, ``progress``, ``lazy`` -
    SI units, the one error type, shared names (sort order, link rows, operator classes,
    span categories), span records, safe file writing, the progress bar, lazy exports;
-2. ``specs`` - frozen, self-checking device, link, collective and system descriptions;
+2. ``specs``, ``fitted`` - frozen, self-checking device, link, collective and system
+   descriptions; a device's fitted efficiencies and launches;
 3. ``taskgraph``, ``operators``, ``runtime`` - pure data: tasks, operator shapes,
    launch overhead per operator class;
 4. ``mapper``, ``area`` - tile schedules (numpy, cached) and die area and cost;
 5. ``hardware`` - SimPy compute units, DRAM, links and the network;
-6. ``collectives`` - event-simulated ring, hierarchical, tree, NVLS and peer-memory collectives;
+6. ``collectives`` - event-simulated ring, hierarchical, tree, NVLS, NVLS-tree and
+   peer-memory collectives;
 7. ``comm`` - the communication libraries (NCCL, TensorRT-LLM, vLLM) that plan each call;
 8. ``faults`` - failures and degradations, and the plan the engine follows;
 9. ``engine`` - a task graph run on a system;
 10. ``trace``, ``metrics``, ``plot``, ``plot_topology`` - outputs drawn from the spans;
-11. ``study``, ``validate`` - one point of a study (the only place below the command
-    line that imports ``topologies`` and ``workloads``); comparison with measurements;
+11. ``study``, ``validate``, ``calibrate`` - one point of a study (the only place below
+    the command line that imports ``topologies`` and ``workloads``); comparison with
+    measurements; fitting a device on its microbenchmarks;
 12. ``sweep`` - many points, locally or on Dask;
 13. ``cli`` - the ``des`` command.
 """

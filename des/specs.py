@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from des.errors import DesError
+from des.fitted import FittedParams, fitted_from_mapping
 from des.names import natural_key
 from des.units import parse_quantity
 
@@ -232,6 +233,9 @@ class DeviceSpec:
         Peak DRAM bandwidth.
     dram_capacity_bytes : float
         DRAM capacity.
+    fitted : FittedParams or None
+        What the device achieves against these figures, fitted on its measurements
+        (``des calibrate``; :mod:`des.fitted`); ``None``: the datasheet alone.
     """
 
     name: str
@@ -250,12 +254,15 @@ class DeviceSpec:
     l2_bandwidth_bytes_per_cycle: float
     dram_bandwidth_bytes_per_s: float
     dram_capacity_bytes: float
+    fitted: FittedParams | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise DesError(f"device name must be a non-empty string, got {self.name!r}")
+        if self.fitted is not None and not isinstance(self.fitted, FittedParams):
+            raise DesError(f"device '{self.name}': field 'fitted' must be fitted parameters, got {self.fitted!r}")
         for spec_field in fields(self):
-            if spec_field.name == "name":
+            if spec_field.name in ("name", "fitted"):
                 continue
             value = getattr(self, spec_field.name)
             where = f"device '{self.name}': field '{spec_field.name}'"
@@ -325,12 +332,16 @@ def device_from_mapping(data: object, where: str, default_name: str = "device") 
     values: dict[str, Any] = {"name": reader.string("name", default_name)}
     for spec_field in fields(DeviceSpec):
         name = spec_field.name
-        if name == "name":
+        if name in ("name", "fitted"):
             continue
         if name in _INT_FIELDS:
             values[name] = reader.integer(name)
         else:
             values[name] = reader.quantity(name, _DEVICE_DIMENSIONS[name])
+    if reader.has("fitted"):
+        values["fitted"] = fitted_from_mapping(reader.raw("fitted"), f"{where}: fitted")
+    else:
+        reader.raw("fitted", None)
     reader.finish()
     return DeviceSpec(**values)
 

@@ -3,6 +3,7 @@
 Run on a machine with a CUDA GPU and PyTorch::
 
     python scripts/measure_h100_ops.py --out tests/data/h100
+    python scripts/measure_h100_ops.py --out mydata --device-name rtx4090   # then: des calibrate rtx4090 --data mydata
 
 Method (same as the LLMCompass artifact's A100 tables): each operator is run with
 PyTorch eager in fp16 on freshly allocated random inputs; after warm-up runs, each of
@@ -70,6 +71,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--device-name", default="h100",
+                        help="des device name the file is for: writes <name>_ops.csv (default h100)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -120,7 +123,7 @@ def main() -> None:
             f"{bsz}x{heads}x{q}x{kv}x{d}{'c' if causal else ''}",
             lambda q=qq, k=kk, v=vv, c=causal: F.scaled_dot_product_attention(q, k, v, is_causal=c),
         )
-    with open(args.out / "h100_ops.csv", "w", newline="") as f:
+    with open(args.out / f"{args.device_name}_ops.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["op", "shape", "latency_s", "kernel_s"])
         w.writeheader()
         w.writerows(rows)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from test_mapper_support import REPO, load_preset, with_fields
 
+from des.fitted import FittedParams
 from des.mapper import MapperParams, clear_memory_cache, schedule_for
 from des.mapper import cache as cache_module
 from des.operators import Attention, Matmul, Softmax
@@ -60,7 +61,10 @@ def test_key_covers_every_device_field_dtype_params_and_version():
     base = cache_module.cache_key(A100, op, MapperParams())
     for field in dataclasses.fields(A100):
         value = getattr(A100, field.name)
-        changed = value + "x" if isinstance(value, str) else value * 2
+        if field.name == "fitted":  # a device's fitted efficiencies are part of what it is
+            changed = FittedParams(matrix_efficiency=0.5)
+        else:
+            changed = value + "x" if isinstance(value, str) else value * 2
         assert cache_module.cache_key(with_fields(A100, **{field.name: changed}), op, MapperParams()) != base
     assert cache_module.cache_key(A100, Matmul(8, 8, 8, "bf16"), MapperParams()) != base
     assert cache_module.cache_key(A100, op, MapperParams(dram_efficiency=0.8)) != base
@@ -134,7 +138,8 @@ for _ in range(300):
 
 def test_concurrent_writers_leave_a_valid_cache(private_cache, caplog):
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    spec = json.dumps(dataclasses.asdict(A100))
+    plain = dataclasses.replace(A100, fitted=None)  # the writers' device, rebuilt from JSON
+    spec = json.dumps(dataclasses.asdict(plain))
     writers = [
         subprocess.Popen([sys.executable, "-c", _WRITER, spec], env=env, stderr=subprocess.PIPE)
         for _ in range(2)
@@ -147,7 +152,7 @@ def test_concurrent_writers_leave_a_valid_cache(private_cache, caplog):
     with caplog.at_level(logging.WARNING, logger="des.mapper.cache"):
         for m in (16, 32, 48):
             clear_memory_cache()
-            _, info = schedule_for(A100, Matmul(m, 64, 64))
+            _, info = schedule_for(plain, Matmul(m, 64, 64))
             assert info.source == "disk"
     assert not caplog.records
 

@@ -31,7 +31,7 @@ def test_alone_takes_standalone_latency_plus_launch(system, operator, execution)
     graph = TaskGraph()
     graph.add(KernelTask("k", "gpu0", operator=operator))
     result = Engine(system, launch_fn=runtime_launch("eager"), execution=execution).run(graph)
-    launch = runtime_profile("eager").launch_overhead_for(schedule.op_class, spec.name)
+    launch = runtime_profile("eager").launch_for_device(schedule.op_class, spec)
     expected = schedule.standalone_s + launch
     tolerance = 1e-9 if execution == "wave" else 0.01
     assert result.latency_s == pytest.approx(expected, rel=tolerance)

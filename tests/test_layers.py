@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: layer holding its own name or the name of a package above it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("des.units", "des.errors", "des.names", "des.spans", "des.outputs", "des.progress", "des.lazy"),
-    ("des.specs",),
+    ("des.specs", "des.fitted"),
     ("des.taskgraph", "des.operators", "des.runtime"),
     ("des.mapper", "des.area"),
     ("des.hardware",),
@@ -29,7 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("des.faults",),
     ("des.engine",),
     ("des.trace", "des.metrics", "des.plot", "des.plot_topology"),
-    ("des.study", "des.validate"),
+    ("des.study", "des.validate", "des.calibrate"),
     ("des.sweep",),
     ("des.cli", "des.__main__"),
 )

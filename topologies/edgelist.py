@@ -166,7 +166,15 @@ def _number(value: float) -> float | int | str:
 
 
 def _device_mapping(spec: DeviceSpec) -> dict[str, Any]:
-    return {f.name: _number(getattr(spec, f.name)) if f.name != "name" else spec.name for f in fields(DeviceSpec)}
+    out: dict[str, Any] = {}
+    for f in fields(DeviceSpec):
+        value = getattr(spec, f.name)
+        if f.name == "fitted":
+            if value is not None:
+                out["fitted"] = value.as_mapping()
+        else:
+            out[f.name] = value if f.name == "name" else _number(value)
+    return out
 
 
 #: Collective parameters that are whole numbers; the others are written as floats.

@@ -107,7 +107,7 @@ def op_result(args: argparse.Namespace) -> dict[str, Any]:
     device = load_device(args.device)
     check_operands(operator, device)
     schedule, info = schedule_for(device, operator, use_cache=not args.no_cache)
-    launch = profile.launch_overhead_for(schedule.op_class, device.name)
+    launch = profile.launch_for_device(schedule.op_class, device)
     bandwidth = device.dram_bandwidth_bytes_per_s
     matrix = schedule.op_class in ("matmul", "attention")
     peak = device.matrix_flops_per_s if matrix else device.vector_flops_per_s

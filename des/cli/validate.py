@@ -29,9 +29,8 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     collectives.set_defaults(func=run_collectives)
     operators = what.add_parser("operators", help="compare the mapper with a device's operator measurements")
     operators.add_argument(
-        "--calibration-dir",
-        default=None,
-        help="folder with <device>_matmul.csv and <device>_softmax.csv (default: $DES_CALIBRATION_DIR"
+        "--data", "--calibration-dir", dest="calibration_dir", nargs="+", default=None, metavar="PATH",
+        help="folders holding <device>_<op>.csv tables, or table files (default: $DES_CALIBRATION_DIR"
         " or ../shared/calibration beside the checkout)",
     )
     operators.add_argument("--device", default="a100", help="device preset or YAML (default a100)")

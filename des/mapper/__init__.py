@@ -18,7 +18,7 @@ from typing import Any
 
 from des.errors import DesError
 from des.mapper import cache
-from des.mapper.params import DEFAULT_PARAMS, MAPPER_VERSION, MapperParams
+from des.mapper.params import MAPPER_VERSION, MapperParams, device_params
 from des.mapper.schedule import TileSchedule, WaveGroup
 from des.specs import DeviceSpec
 
@@ -29,6 +29,7 @@ __all__ = [
     "TileSchedule",
     "WaveGroup",
     "clear_memory_cache",
+    "device_params",
     "schedule_for",
     "search_schedule",
 ]
@@ -104,7 +105,7 @@ def search_schedule(
     from des.mapper.rowwise import schedule_elementwise, schedule_rowwise
 
     _check_device(device)
-    params = params or DEFAULT_PARAMS
+    params = params or device_params(device, getattr(operator, "op_class", ""))
     op_class = getattr(operator, "op_class", None)
     if op_class == "matmul":
         return schedule_matmul(operator, device, params, exhaustive=exhaustive)
@@ -149,7 +150,7 @@ def schedule_for(
     DesError
         As :func:`search_schedule`.
     """
-    params = params or DEFAULT_PARAMS
+    params = params or device_params(device, getattr(operator, "op_class", ""))
     _check_device(device)
     if not callable(getattr(operator, "key", None)):
         raise DesError(f"the mapper has no model for {operator!r}")

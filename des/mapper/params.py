@@ -8,7 +8,7 @@ device; a study may pass its own :class:`MapperParams` (the cache keys on them).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from des.errors import DesError
@@ -75,17 +75,25 @@ class MapperParams:
         tensor-core peak on large A100 GEMMs (NVIDIA, "CUTLASS: Fast Linear Algebra in
         CUDA C++", 2017-2023 performance figures; LLMCompass uses 99 % for large
         tiles). The default is the middle of that range.
+    vector_efficiency : float
+        Fraction of the vector units' issue rate a row-wise or element-wise kernel
+        sustains. The cost model counts every vector instruction slot; 1 by default,
+        below 1 only where a device's measurements say so (``des calibrate``: ROCm's
+        softmax on an MI210 runs slower than its instruction count at full issue).
     """
 
     dram_efficiency: float = 0.90
     dram_latency_s: float = 500e-9
     matrix_efficiency: float = 0.93
+    vector_efficiency: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.dram_efficiency <= 1.0:
             raise DesError(f"dram_efficiency must be in (0, 1], got {self.dram_efficiency!r}")
         if not 0.0 < self.matrix_efficiency <= 1.0:
             raise DesError(f"matrix_efficiency must be in (0, 1], got {self.matrix_efficiency!r}")
+        if not 0.0 < self.vector_efficiency <= 1.0:
+            raise DesError(f"vector_efficiency must be in (0, 1], got {self.vector_efficiency!r}")
         if not self.dram_latency_s >= 0.0:
             raise DesError(f"dram_latency_s must be zero or positive, got {self.dram_latency_s!r}")
 
@@ -94,5 +102,13 @@ class MapperParams:
         return asdict(self)
 
 
-#: The parameters used when none are given.
+#: The parameters used when none are given and the device has none fitted.
 DEFAULT_PARAMS = MapperParams()
+
+
+def device_params(device, op_class: str) -> MapperParams:
+    """The mapper parameters of an ``op_class`` operator on ``device``: the defaults with
+    its fitted values (``DeviceSpec.fitted``, written by ``des calibrate``) in place."""
+    fitted = getattr(device, "fitted", None)
+    overrides = fitted.mapper_overrides(op_class) if fitted is not None else {}
+    return replace(DEFAULT_PARAMS, **overrides) if overrides else DEFAULT_PARAMS

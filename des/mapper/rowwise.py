@@ -101,7 +101,7 @@ def schedule_rowwise(operator: Any, device: DeviceSpec, params: MapperParams) ->
     slots = -(-cols // (p * width))
     steps = np.log2(width) + np.log2(p)
     cycles = rows_per_group * (slots * ops_element + reductions * steps + ops_row)
-    tile_s = cycles / device.clock_hz
+    tile_s = cycles / (device.clock_hz * params.vector_efficiency)
 
     bw = device.dram_bandwidth_bytes_per_s * params.dram_efficiency
     tiles = -(-rows // r)
@@ -149,7 +149,7 @@ def schedule_elementwise(
         flops = operator.elements * (GELU_FLOPS_PER_ELEMENT + device.exp_vector_flops)
     else:
         flops = operator.flops
-    compute_s = flops / device.vector_flops_per_s
+    compute_s = flops / (device.vector_flops_per_s * params.vector_efficiency)
     builder = GroupBuilder(device, params)
     builder.add_latency(units)
     builder.add(1, units, compute_s, operator.min_dram_bytes)

@@ -1,14 +1,15 @@
 """Operator validation: the mapper against real measurements of the same device.
 
-A device is compared only with measurements of that device: the files
-``<device>_matmul.csv`` (fp16 GEMM, columns ``m, n, k, latency_s``) and
-``<device>_softmax.csv`` (fp16 softmax, ``rows, cols, latency_s``) of the calibration
-folder, ``<device>`` being the device spec's name (``a100``, ``mi210``). Each row is
-compared with the mapper's standalone latency plus the runtime profile's launch
-overhead (``eager``: the tables were host-timed in PyTorch eager, launch included); the
-report gives each row's error, each file's mean absolute percentage error (MAPE) and
-the files used. A device with no such file is an error naming the files the folder
-holds.
+A device is compared only with measurements of that device: the tables
+``<device>_<op>.csv`` of a folder (:mod:`des.calibrate`'s formats: ``matmul``,
+``softmax``, ``layernorm``, ``gelu``, ``add``, ``attention``, and the combined ``ops``
+table of tests/data/h100), ``<device>`` being the device spec's name (``a100``,
+``mi210``, ``h100``), or table files named on their own. Each row is compared with the
+mapper's standalone latency plus the runtime profile's launch overhead (``eager``: the
+tables were host-timed in PyTorch eager, launch included; a device's fitted launch
+where ``des calibrate`` measured one); the report gives each row's error, the mean
+absolute percentage error (MAPE) per file and per operator family, and the files used.
+A device with no table is an error naming what was looked for.
 
 The calibration folder is not part of the repository: see
 :func:`des.validate.calibration.calibration_dir`.
@@ -17,29 +18,16 @@ The calibration folder is not part of the repository: see
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from des.errors import DesError
+from des.calibrate import find_tables, read_measurements
 from des.mapper import MapperParams, schedule_for
-from des.operators import Matmul, Softmax
 from des.runtime import RuntimeProfile, runtime_profile
 from des.specs import DeviceSpec
 from des.units import US_PER_S
 from des.validate.calibration import calibration_dir as _calibration_dir
-from des.validate.calibration import read_rows
-
-#: Operator tables a device may have, ``<device>_<op>.csv``, and their columns.
-OPERATOR_TABLES = {
-    "matmul": ("m", "n", "k", "latency_s"),
-    "softmax": ("rows", "cols", "latency_s"),
-}
-
-
-def operator_files(folder: Path, device: str) -> list[Path]:
-    """The operator tables of ``device`` in ``folder`` (``<device>_matmul.csv``...), in table order."""
-    return [folder / f"{device}_{op}.csv" for op in OPERATOR_TABLES if (folder / f"{device}_{op}.csv").is_file()]
 
 
 @dataclass(frozen=True)
@@ -56,6 +44,8 @@ class ValidationRow:
         Real and simulated latency, launch overhead included.
     error_pct : float
         ``100 * (simulated - measured) / measured``.
+    family : str
+        The operator family (``matmul``, ``bmm``, ``softmax``...).
     """
 
     file: str
@@ -63,11 +53,12 @@ class ValidationRow:
     measured_s: float
     simulated_s: float
     error_pct: float
+    family: str = ""
 
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """All rows, per file the MAPE and the worst absolute error (per cent), and the files used."""
+    """All rows; per file and per family the MAPE and the worst absolute error (per cent); the files used."""
 
     device: str
     runtime: str
@@ -75,25 +66,12 @@ class ValidationReport:
     mape_pct: dict[str, float]
     max_abs_error_pct: dict[str, float]
     files: tuple[str, ...] = ()
-
-
-def _operators(path: Path) -> list[tuple[Any, float]]:
-    """(operator, measured seconds) for each row of a calibration file."""
-    try:
-        if path.stem.endswith("_matmul"):
-            rows = read_rows(path, OPERATOR_TABLES["matmul"])
-            return [
-                (Matmul(int(r["m"]), int(r["k"]), int(r["n"])), float(r["latency_s"])) for r in rows
-            ]
-        rows = read_rows(path, OPERATOR_TABLES["softmax"])
-        return [(Softmax(int(r["rows"]), int(r["cols"])), float(r["latency_s"])) for r in rows]
-    except ValueError as exc:
-        raise DesError(f"{path}: bad number: {exc}") from None
+    family_mape_pct: dict[str, float] = field(default_factory=dict)
 
 
 def validate_operators(
     device: DeviceSpec,
-    calibration_dir: str | os.PathLike[str] | None = None,
+    calibration_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     runtime: str | RuntimeProfile = "eager",
     params: MapperParams | None = None,
 ) -> ValidationReport:
@@ -102,14 +80,14 @@ def validate_operators(
     Parameters
     ----------
     device : DeviceSpec
-        The device to simulate; its tables are ``<device.name>_matmul.csv`` and
-        ``<device.name>_softmax.csv``.
-    calibration_dir : path, optional
-        The calibration folder; found by :func:`des.calibration.calibration_dir` when omitted.
+        The device to simulate; its tables are ``<device.name>_<op>.csv``.
+    calibration_dir : path or sequence of paths, optional
+        Folders holding the tables, or table files; the calibration folder
+        (:func:`des.validate.calibration.calibration_dir`) when omitted.
     runtime : str or RuntimeProfile
         Launch overhead added to each kernel (``"eager"``, as measured).
     params : MapperParams, optional
-        Mapper constants.
+        Mapper constants (default: the device's own, fitted ones included).
 
     Returns
     -------
@@ -118,34 +96,30 @@ def validate_operators(
     Raises
     ------
     DesError
-        If the folder holds no table of this device (listing what it holds).
+        If no table of this device is found, or a table is malformed.
     """
-    folder = _calibration_dir(calibration_dir)
-    paths = operator_files(folder, device.name)
-    if not paths:
-        held = sorted(p.name for p in folder.glob("*.csv"))
-        raise DesError(
-            f"{folder}: no operator measurements of device '{device.name}' "
-            f"(looked for {', '.join(f'{device.name}_{op}.csv' for op in OPERATOR_TABLES)}; "
-            f"the folder holds {', '.join(held) or 'no CSV file'}); a device is compared only with its own"
-        )
+    if calibration_dir is None or isinstance(calibration_dir, (str, os.PathLike)):
+        sources: list[str | os.PathLike[str]] = [_calibration_dir(calibration_dir)]
+    else:
+        sources = list(calibration_dir)
+    tables, _ignored = find_tables(device.name, [Path(p) for p in sources])
     profile = runtime_profile(runtime) if isinstance(runtime, str) else runtime
     rows: list[ValidationRow] = []
-    mape: dict[str, float] = {}
-    worst: dict[str, float] = {}
-    for path in paths:
-        name = path.name
-        errors = []
-        for operator, measured in _operators(path):
-            schedule, _ = schedule_for(device, operator, params)
-            launch = profile.launch_overhead_for(operator.op_class, device.name)
-            simulated = schedule.standalone_s + launch
-            error = 100.0 * (simulated - measured) / measured
-            errors.append(abs(error))
-            rows.append(ValidationRow(name, operator.describe(), measured, simulated, error))
-        mape[name] = sum(errors) / len(errors) if errors else 0.0
-        worst[name] = max(errors) if errors else 0.0
-    return ValidationReport(device.name, profile.name, tuple(rows), mape, worst, tuple(str(p) for p in paths))
+    by_file: dict[str, list[float]] = {}
+    by_family: dict[str, list[float]] = {}
+    for measurement in read_measurements(tables):
+        operator = measurement.operator
+        schedule, _ = schedule_for(device, operator, params)
+        simulated = schedule.standalone_s + profile.launch_for_device(operator.op_class, device)
+        error = 100.0 * (simulated - measurement.measured_s) / measurement.measured_s
+        by_file.setdefault(measurement.file, []).append(abs(error))
+        by_family.setdefault(measurement.family, []).append(abs(error))
+        rows.append(ValidationRow(measurement.file, operator.describe(), measurement.measured_s, simulated, error,
+                                  measurement.family))
+    mape = {name: sum(v) / len(v) for name, v in by_file.items()}
+    worst = {name: max(v) for name, v in by_file.items()}
+    families = {name: sum(v) / len(v) for name, v in by_family.items()}
+    return ValidationReport(device.name, profile.name, tuple(rows), mape, worst, tuple(str(p) for p, _ in tables), families)
 
 
 def format_validation(report: ValidationReport) -> str:
@@ -167,4 +141,6 @@ def format_validation(report: ValidationReport) -> str:
         lines.append(
             f"{name}: MAPE {report.mape_pct[name]:.2f} %, worst row {report.max_abs_error_pct[name]:.1f} %"
         )
+    if len(report.family_mape_pct) > 1 or len(report.mape_pct) > 1:
+        lines.append("MAPE per family: " + ", ".join(f"{name} {value:.2f} %" for name, value in report.family_mape_pct.items()))
     return "\n".join(lines)

@@ -1,0 +1,551 @@
+"""``des calibrate``: fit what a device achieves against its datasheet, from microbenchmarks.
+
+A device YAML holds datasheet figures. Real kernels reach a fraction of them that no
+datasheet gives, and a host-timed call costs its runtime's launch on top. From a few
+microbenchmark tables of the device this module fits, with bounds that keep them
+physical (:mod:`des.fitted`):
+
+- ``dram_efficiency`` (0.3-1.0) per operator group (:data:`des.fitted.DRAM_GROUPS`):
+  the fraction of the DRAM peak that group's kernels sustain, each from its own tables
+  (row-wise: softmax, layernorm; element-wise: GELU, add; GEMMs: matmul, attention);
+- ``matrix_efficiency`` (0.3-1.0): the fraction of the matrix peak a GEMM's main loop
+  sustains, from the GEMM (and attention) tables, fitted in turn with their DRAM
+  fraction (small GEMMs are DRAM-bound, large ones compute-bound);
+- ``vector_efficiency`` (0.3-1.0): the fraction of the vector units' issue rate those
+  kernels sustain (one for the device), fitted jointly with their DRAM fractions when
+  the tables hold both a vector-bound kind (softmax, GELU) and a DRAM-bound one
+  (layernorm, add), the only way to tell the two apart; else left at its default;
+- ``eager_launch_s`` per operator class (0-200 us): the host-timed overhead of one
+  eager call, for each fitted set of efficiencies the weighted median of measured
+  minus simulated (the value that minimises the mean absolute percentage error
+  exactly); a class whose fastest row takes over 100 us keeps the eager profile's
+  figure (its tables cannot tell a launch from a slower kernel).
+
+Each efficiency is a golden-section search of the mean absolute percentage error of the
+mapper's latency plus the launch against the measurements. The datasheet figures are
+never changed. Tables are CSV files ``<device>_<op>.csv`` in the formats of
+``../shared/calibration``:
+
+======================  ==============================================
+``<d>_matmul.csv``      ``m, n, k, latency_s`` (fp16 ``[m, k] @ [k, n]``)
+``<d>_softmax.csv``     ``rows, cols, latency_s``
+``<d>_layernorm.csv``   ``rows, cols, latency_s``
+``<d>_gelu.csv``        ``elements, latency_s``
+``<d>_add.csv``         ``elements, latency_s``
+``<d>_attention.csv``   ``batch, heads, q_len, kv_len, head_dim, latency_s`` (optional ``causal``)
+``<d>_ops.csv``         ``op, shape, latency_s``: any of them, shapes as ``MxKxN``,
+                        ``BxMxKxN`` (bmm), ``ROWSxCOLS``, ``ELEMENTS`` (add),
+                        ``BxHxQxKVxD`` with a trailing ``c`` when causal (attention)
+======================  ==============================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from des.errors import DesError
+from des.fitted import FittedParams, dram_group
+from des.mapper import schedule_for
+from des.mapper.params import DEFAULT_PARAMS, MapperParams
+from des.operators import Attention, BatchedMatmul, ElementwiseAdd, Gelu, LayerNorm, Matmul, Softmax
+from des.runtime import runtime_profile
+from des.specs import DeviceSpec
+from des.validate.calibration import read_rows
+
+#: Table kinds: columns, and the operator one row describes.
+TABLES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, str]], Any]]] = {
+    "matmul": (("m", "n", "k", "latency_s"), lambda r: Matmul(int(r["m"]), int(r["k"]), int(r["n"]))),
+    "softmax": (("rows", "cols", "latency_s"), lambda r: Softmax(int(r["rows"]), int(r["cols"]))),
+    "layernorm": (("rows", "cols", "latency_s"), lambda r: LayerNorm(int(r["rows"]), int(r["cols"]))),
+    "gelu": (("elements", "latency_s"), lambda r: Gelu(int(r["elements"]))),
+    "add": (("elements", "latency_s"), lambda r: ElementwiseAdd(int(r["elements"]))),
+    "attention": (
+        ("batch", "heads", "q_len", "kv_len", "head_dim", "latency_s"),
+        lambda r: Attention(int(r["batch"]), int(r["heads"]), int(r["q_len"]), int(r["kv_len"]), int(r["head_dim"]),
+                            causal=r.get("causal", "0").strip().lower() in ("1", "true", "yes")),
+    ),
+}
+def _dims(shape: str, count: int, what: str) -> list[int]:
+    parts = shape.lower().rstrip("c").split("x")
+    if len(parts) != count:
+        raise ValueError(f"{what} shape {shape!r} must have {count} dimensions joined by 'x'")
+    return [int(part) for part in parts]
+
+
+#: Operators of the combined ``<device>_ops.csv`` format (``op, shape, latency_s``; the
+#: shapes of tests/data/h100/README.md): op -> shape parser.
+COMBINED_SHAPES: dict[str, Callable[[str], Any]] = {
+    "matmul": lambda s: Matmul(*_dims(s, 3, "matmul")),
+    "bmm": lambda s: BatchedMatmul(*_dims(s, 4, "bmm")),
+    "softmax": lambda s: Softmax(*_dims(s, 2, "softmax")),
+    "layernorm": lambda s: LayerNorm(*_dims(s, 2, "layernorm")),
+    "gelu": lambda s: Gelu(math.prod(_dims(s, 2, "gelu"))),
+    "add": lambda s: ElementwiseAdd(*_dims(s, 1, "add")),
+    "attention": lambda s: Attention(*_dims(s, 5, "attention"), causal=s.lower().endswith("c")),
+}
+
+
+def _combined(row: dict[str, str]) -> Any:
+    op = row["op"].strip().lower()
+    if op not in COMBINED_SHAPES:
+        raise ValueError(f"unknown op {row['op']!r}; known: {', '.join(COMBINED_SHAPES)}")
+    return COMBINED_SHAPES[op](row["shape"].strip())
+
+
+TABLES["ops"] = (("op", "shape", "latency_s"), _combined)
+
+#: Bounds of the fitted parameters.
+EFFICIENCY_BOUNDS = (0.3, 1.0)
+LAUNCH_BOUNDS_S = (0.0, 200e-6)
+#: A class's launch is fitted only if its fastest row is at most this long: beyond it a
+#: launch of tens of microseconds cannot be told from a slower kernel.
+LAUNCH_IDENTIFIABLE_S = 100e-6
+#: Golden-section stopping width (of an efficiency).
+TOLERANCE = 1e-3
+#: The coarse grid the joint searches may start from.
+GRID = (0.35, 0.5, 0.65, 0.8, 0.95)
+#: Most rounds of the alternating searches.
+MAX_ROUNDS = 8
+_GOLDEN = (math.sqrt(5) - 1) / 2
+_STREAMING_CLASSES = ("softmax", "layernorm", "gelu", "elementwise")
+#: Row-wise / element-wise classes bound by their vector work, and by DRAM.
+VECTOR_HEAVY = {"softmax", "gelu"}
+DRAM_HEAVY = {"layernorm", "elementwise"}
+_FILE_NAME = re.compile(r"^(?P<device>.+)_(?P<op>[a-z]+)\.csv$")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One microbenchmark row: the operator, its file and the measured seconds."""
+
+    file: str
+    operator: Any
+    measured_s: float
+
+    @property
+    def family(self) -> str:
+        """The operator family the row belongs to (``matmul``, ``bmm``, ``softmax``...)."""
+        return self.operator.kind
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """The fit: the parameters, the error per file before and after, and warnings."""
+
+    device: str
+    fitted: FittedParams
+    files: tuple[str, ...]
+    ignored: tuple[str, ...]
+    mape_before_pct: dict[str, float]
+    mape_after_pct: dict[str, float]
+    warnings: tuple[str, ...]
+    launches_s: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def find_tables(device: str, data: Sequence[str | Path]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The tables of ``device`` among folders and files: ``[(path, op)]`` and the names ignored.
+
+    A folder contributes its ``<device>_<op>.csv`` files; any other file in it is
+    ignored (and listed). A file named on its own must be a table of a known op; its
+    device prefix is not checked, so a user's ``my_gemms_matmul.csv`` works too.
+
+    Raises
+    ------
+    DesError
+        For a path that does not exist, a named file of no known kind, or no table at all.
+    """
+    tables: list[tuple[Path, str]] = []
+    ignored: list[str] = []
+    for entry in data:
+        path = Path(entry)
+        if path.is_dir():
+            for child in sorted(path.iterdir()):
+                match = _FILE_NAME.match(child.name)
+                if child.is_file() and match and match["device"] == device and match["op"] in TABLES:
+                    tables.append((child, match["op"]))
+                elif child.is_file():
+                    ignored.append(child.name)
+        elif path.is_file():
+            match = _FILE_NAME.match(path.name)
+            if not match or match["op"] not in TABLES:
+                raise DesError(f"{path}: not a table of a known kind (<device>_<op>.csv with op one of {', '.join(TABLES)})")
+            tables.append((path, match["op"]))
+        else:
+            raise DesError(f"{path}: no such file or folder")
+    if not tables:
+        where = ", ".join(str(p) for p in data)
+        held = f"; the folder holds {', '.join(ignored)}" if ignored else ""
+        raise DesError(
+            f"{where}: no microbenchmark table of device '{device}' (looked for "
+            f"{', '.join(f'{device}_{op}.csv' for op in TABLES)}{held}); a device is compared only with its own"
+        )
+    return tables, ignored
+
+
+def read_measurements(tables: Sequence[tuple[Path, str]]) -> list[Measurement]:
+    """Every row of the tables as a :class:`Measurement`; a bad row is one error naming it."""
+    rows: list[Measurement] = []
+    for path, op in tables:
+        columns, build = TABLES[op]
+        for number, row in enumerate(read_rows(path, columns), start=2):
+            try:
+                operator = build(row)
+                measured = float(row["latency_s"])
+            except (ValueError, DesError) as exc:
+                raise DesError(f"{path}: line {number}: {exc}") from None
+            if not (measured > 0 and math.isfinite(measured)):
+                raise DesError(f"{path}: line {number}: latency_s must be a positive number, got {row['latency_s']!r}")
+            rows.append(Measurement(path.name, operator, measured))
+        if not any(m.file == path.name for m in rows):
+            raise DesError(f"{path}: no rows")
+    return rows
+
+
+def _weighted_median(values: list[tuple[float, float]]) -> float:
+    ordered = sorted(values)
+    total = sum(weight for _value, weight in ordered)
+    running = 0.0
+    for value, weight in ordered:
+        running += weight
+        if running >= total / 2:
+            return value
+    return ordered[-1][0]
+
+
+class _Fit:
+    """The mapper's latencies of the measured operators under trial parameters."""
+
+    def __init__(self, device: DeviceSpec, rows: list[Measurement]) -> None:
+        self.device = dataclasses.replace(device, fitted=None)
+        self.rows = rows
+
+    def kernel_s(self, params: MapperParams, rows: list[Measurement]) -> list[float]:
+        return self.kernel_s_by_class(lambda _op_class: params, rows)
+
+    def kernel_s_by_class(self, params_of: Callable[[str], MapperParams], rows: list[Measurement]) -> list[float]:
+        return [
+            schedule_for(self.device, row.operator, params_of(row.operator.op_class), use_cache=False)[0].standalone_s
+            for row in rows
+        ]
+
+    def launches(self, rows: list[Measurement], kernel_s: list[float]) -> dict[str, float]:
+        """Per class, the launch overhead of least mean absolute percentage error (bounded).
+
+        A class whose fastest row takes longer than :data:`LAUNCH_IDENTIFIABLE_S` cannot
+        tell a launch from a slower kernel; it keeps the eager profile's figure.
+        """
+        residuals: dict[str, list[tuple[float, float]]] = {}
+        fastest: dict[str, float] = {}
+        for row, simulated in zip(rows, kernel_s, strict=True):
+            op_class = row.operator.op_class
+            residuals.setdefault(op_class, []).append((row.measured_s - simulated, 1.0 / row.measured_s))
+            fastest[op_class] = min(fastest.get(op_class, math.inf), row.measured_s)
+        low, high = LAUNCH_BOUNDS_S
+        profile = runtime_profile("eager")
+        out = {}
+        for op_class, values in residuals.items():
+            if fastest[op_class] > LAUNCH_IDENTIFIABLE_S:
+                out[op_class] = profile.launch_overhead_for(op_class, self.device.name)
+            else:
+                out[op_class] = min(max(_weighted_median(values), low), high)
+        return out
+
+    def error(self, params: MapperParams, rows: list[Measurement]) -> float:
+        return self.error_by_class(lambda _op_class: params, rows)
+
+    def error_by_class(self, params_of: Callable[[str], MapperParams], rows: list[Measurement]) -> float:
+        kernel = self.kernel_s_by_class(params_of, rows)
+        launch = self.launches(rows, kernel)
+        return sum(
+            abs(t + launch[row.operator.op_class] - row.measured_s) / row.measured_s for row, t in zip(rows, kernel, strict=True)
+        ) / len(rows)
+
+
+def _nelder_mead(objective: Callable[[list[float]], float], start: list[float], low: float, high: float,
+                 step: float = 0.05, max_evals: int = 120) -> list[float]:
+    """Bounded Nelder-Mead: the minimiser of ``objective`` near ``start`` (each
+    coordinate clipped to ``[low, high]``), to :data:`TOLERANCE` in every coordinate.
+
+    Alternating one-dimensional searches stall in a diagonal valley (a lower DRAM
+    fraction traded for a higher vector fraction); the simplex follows it.
+    """
+    def clip(point):
+        return [min(max(x, low), high) for x in point]
+
+    def value(point):
+        return objective(clip(point))
+
+    simplex = [clip(start)] + [clip([x + (step if i == j else 0.0) for j, x in enumerate(start)]) for i in range(len(start))]
+    scores = [value(p) for p in simplex]
+    evals = len(simplex)
+    while evals < max_evals:
+        order = sorted(range(len(simplex)), key=lambda i: scores[i])
+        simplex, scores = [simplex[i] for i in order], [scores[i] for i in order]
+        if max(abs(a - b) for p in simplex[1:] for a, b in zip(p, simplex[0], strict=True)) <= TOLERANCE:
+            break
+        centre = [sum(p[k] for p in simplex[:-1]) / (len(simplex) - 1) for k in range(len(start))]
+        worst = simplex[-1]
+        reflected = clip([c + (c - w) for c, w in zip(centre, worst, strict=True)])
+        r = value(reflected)
+        evals += 1
+        if r < scores[0]:
+            expanded = clip([c + 2 * (c - w) for c, w in zip(centre, worst, strict=True)])
+            e = value(expanded)
+            evals += 1
+            simplex[-1], scores[-1] = (expanded, e) if e < r else (reflected, r)
+        elif r < scores[-2]:
+            simplex[-1], scores[-1] = reflected, r
+        else:
+            contracted = clip([c + 0.5 * (w - c) for c, w in zip(centre, worst, strict=True)])
+            c_score = value(contracted)
+            evals += 1
+            if c_score < scores[-1]:
+                simplex[-1], scores[-1] = contracted, c_score
+            else:
+                best = simplex[0]
+                simplex = [best] + [clip([b + 0.5 * (x - b) for b, x in zip(best, p, strict=True)]) for p in simplex[1:]]
+                scores = [scores[0]] + [value(p) for p in simplex[1:]]
+                evals += len(simplex) - 1
+    return simplex[min(range(len(simplex)), key=lambda i: scores[i])]
+
+
+def _settled(before: tuple[float, dict[str, float]], after: tuple[float, dict[str, float]]) -> bool:
+    """Whether an alternating round moved no parameter by more than the tolerance."""
+    (x0, d0), (x1, d1) = before, after
+    return abs(x0 - x1) <= TOLERANCE and all(abs(d0.get(k, math.inf) - v) <= TOLERANCE for k, v in d1.items())
+
+
+def _golden(objective: Callable[[float], float], low: float, high: float) -> float:
+    """The minimiser of a unimodal ``objective`` on ``[low, high]`` to :data:`TOLERANCE`."""
+    a, b = low, high
+    c, d = b - _GOLDEN * (b - a), a + _GOLDEN * (b - a)
+    fc, fd = objective(c), objective(d)
+    while b - a > TOLERANCE:
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - _GOLDEN * (b - a)
+            fc = objective(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + _GOLDEN * (b - a)
+            fd = objective(d)
+    best = (a + b) / 2
+    # The ends themselves: a parameter may belong on its bound.
+    candidates = [(objective(best), best), (objective(low), low), (objective(high), high)]
+    return min(candidates)[1]
+
+
+def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: Sequence[str] = (),
+              progress: Callable[[str], None] | None = None) -> CalibrationResult:
+    """Fit ``device``'s efficiencies and eager launch overheads on its tables.
+
+    Parameters
+    ----------
+    device : DeviceSpec
+        The device (its datasheet figures; any fitted block is ignored and replaced).
+    tables : sequence of (Path, str)
+        The tables and their kinds (:func:`find_tables`).
+    ignored : sequence of str
+        Files passed over, reported back.
+    progress : callable, optional
+        Told a line per fitting step.
+
+    Returns
+    -------
+    CalibrationResult
+    """
+    rows = read_measurements(tables)
+    fit = _Fit(device, rows)
+    say = progress or (lambda _line: None)
+    before = _per_file(fit, lambda _c: DEFAULT_PARAMS, rows, runtime_launch=True)
+    groups: dict[str, list[Measurement]] = {}
+    for row in rows:
+        groups.setdefault(dram_group(row.operator.op_class), []).append(row)
+    dram: dict[str, float] = {}
+    matrix: float | None = None
+    vector: float | None = None
+    streaming = {group: members for group, members in groups.items() if group != "matmul"}
+    classes = {row.operator.op_class for row in rows}
+    # The vector fraction is told apart from the DRAM fractions only by tables of both
+    # kinds of kernel: one bound by its vector work (softmax's and GELU's exponentials)
+    # and one bound by DRAM (layernorm, add). With one kind alone the two trade off along
+    # a valley, and the vector fraction keeps its default.
+    split = bool(classes & VECTOR_HEAVY) and bool(classes & DRAM_HEAVY)
+    if streaming:
+        vector = 1.0 if split else None
+        every = [row for members in streaming.values() for row in members]
+
+        def params_at(drams: dict[str, float], vector_fraction: float | None):
+            values = {} if vector_fraction is None else {"vector_efficiency": vector_fraction}
+            return lambda c: dataclasses.replace(DEFAULT_PARAMS, dram_efficiency=drams[dram_group(c)], **values)
+
+        for _round in range(MAX_ROUNDS if split else 1):
+            previous = (vector or 1.0, dict(dram))
+            for group, members in streaming.items():
+                say(f"fitting the DRAM fraction of {group} operators on {len(members)} rows")
+                dram[group] = _golden(
+                    lambda e, members=members, group=group, vector=vector: fit.error_by_class(
+                        params_at({group: e}, vector), members
+                    ),
+                    *EFFICIENCY_BOUNDS,
+                )
+            if not split:
+                break
+            say(f"fitting the vector fraction on {len(every)} rows")
+            vector = _golden(lambda e: fit.error_by_class(params_at(dram, e), every), *EFFICIENCY_BOUNDS)
+            if _settled(previous, (vector, dram)):
+                break
+        if split:
+            names = list(streaming)
+
+            def streaming_error(point):
+                return fit.error_by_class(params_at(dict(zip(names, point[:-1], strict=True)), point[-1]), every)
+
+            # The mapper's tile choices make the error rugged: start the simplex from the
+            # best of the alternating searches' point and a coarse grid of (DRAM, vector).
+            say("polishing the row-wise / element-wise fractions together")
+            starts = [[dram[n] for n in names] + [vector]]
+            starts += [[d] * len(names) + [v] for d in GRID for v in GRID]
+            start = min(starts, key=streaming_error)
+            point = _nelder_mead(streaming_error, start, *EFFICIENCY_BOUNDS)
+            dram.update(zip(names, point[:-1], strict=True))
+            vector = point[-1]
+    if "matmul" in groups:
+        members = groups["matmul"]
+        say(f"fitting the matrix and DRAM fractions of GEMMs on {len(members)} rows")
+        trial = DEFAULT_PARAMS
+        # GEMMs use both: the DRAM fraction (small M is DRAM-bound) and the matrix
+        # fraction (large M), each in turn until they settle.
+        for _round in range(MAX_ROUNDS):
+            previous = (trial.matrix_efficiency, {"matmul": trial.dram_efficiency})
+            for name in ("dram_efficiency", "matrix_efficiency"):
+                value = _golden(
+                    lambda e, name=name, base=trial: fit.error(dataclasses.replace(base, **{name: e}), members),
+                    *EFFICIENCY_BOUNDS,
+                )
+                trial = dataclasses.replace(trial, **{name: value})
+            if _settled(previous, (trial.matrix_efficiency, {"matmul": trial.dram_efficiency})):
+                break
+        point = _nelder_mead(
+            lambda p: fit.error(dataclasses.replace(DEFAULT_PARAMS, dram_efficiency=p[0], matrix_efficiency=p[1]), members),
+            [trial.dram_efficiency, trial.matrix_efficiency], *EFFICIENCY_BOUNDS,
+        )
+        trial = dataclasses.replace(trial, dram_efficiency=point[0], matrix_efficiency=point[1])
+        matrix, dram["matmul"] = trial.matrix_efficiency, trial.dram_efficiency
+
+    def params_of(op_class: str) -> MapperParams:
+        values = {"dram_efficiency": dram.get(dram_group(op_class), DEFAULT_PARAMS.dram_efficiency)}
+        if matrix is not None:
+            values["matrix_efficiency"] = matrix
+        if vector is not None:
+            values["vector_efficiency"] = vector
+        return dataclasses.replace(DEFAULT_PARAMS, **values)
+
+    kernel = fit.kernel_s_by_class(params_of, rows)
+    launches = fit.launches(rows, kernel)
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.file] = counts.get(row.file, 0) + 1
+    source = "des calibrate on " + ", ".join(f"{name} ({count} rows)" for name, count in counts.items())
+    result = FittedParams(
+        matrix_efficiency=round(matrix, 4) if matrix is not None else None,
+        vector_efficiency=round(vector, 4) if vector is not None else None,
+        dram_efficiency=tuple(sorted((group, round(value, 4)) for group, value in dram.items())),
+        eager_launch_s=tuple(sorted(
+            (c, round(seconds, 9)) for c, seconds in launches.items()
+            if min(row.measured_s for row in rows if row.operator.op_class == c) <= LAUNCH_IDENTIFIABLE_S
+        )),
+        source=source,
+    )
+    fitted = {f"dram_efficiency.{group}": value for group, value in dram.items()}
+    if matrix is not None:
+        fitted["matrix_efficiency"] = matrix
+    if vector is not None:
+        fitted["vector_efficiency"] = vector
+    after = _per_file(fit, params_of, rows, launches=launches)
+    warnings = []
+    for name, value in fitted.items():
+        if min(abs(value - bound) for bound in EFFICIENCY_BOUNDS) < 2 * TOLERANCE:
+            warnings.append(f"{name} = {value:.3f} sits on its bound {EFFICIENCY_BOUNDS}: the tables ask for more than a physical fraction")
+    for op_class, seconds in launches.items():
+        if seconds in LAUNCH_BOUNDS_S:
+            warnings.append(f"eager launch of {op_class} = {seconds * 1e6:.1f} us sits on its bound")
+    return CalibrationResult(device.name, result, tuple(str(p) for p, _ in tables), tuple(ignored), before, after,
+                             tuple(warnings), dict(launches))
+
+
+def _per_file(fit: _Fit, params_of: Callable[[str], MapperParams], rows: list[Measurement],
+              launches: dict[str, float] | None = None, runtime_launch: bool = False) -> dict[str, float]:
+    """MAPE (per cent) per file: with ``launches``, or the eager profile's (before fitting)."""
+    kernel = fit.kernel_s_by_class(params_of, rows)
+    profile = runtime_profile("eager")
+    errors: dict[str, list[float]] = {}
+    for row, t in zip(rows, kernel, strict=True):
+        if launches is not None:
+            launch = launches[row.operator.op_class]
+        else:
+            launch = profile.launch_overhead_for(row.operator.op_class, fit.device.name) if runtime_launch else 0.0
+        errors.setdefault(row.file, []).append(abs(t + launch - row.measured_s) / row.measured_s * 100)
+    return {name: sum(values) / len(values) for name, values in errors.items()}
+
+
+def fitted_yaml(original_text: str, result: CalibrationResult) -> str:
+    """The device YAML with the ``fitted:`` block set: the original text, its datasheet
+    figures and their source comments untouched, any old ``fitted:`` block replaced."""
+    kept: list[str] = []
+    skipping = False
+    for line in original_text.splitlines():
+        if re.match(r"^fitted\s*:", line):
+            skipping = True
+            continue
+        if skipping and (line.startswith((" ", "\t")) or not line.strip() or line.lstrip().startswith("#") and line.startswith(" ")):
+            continue
+        skipping = False
+        kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    fitted = result.fitted
+    block = ["", "# Fitted by des calibrate (not datasheet figures): what this device's kernels achieve.",
+             "fitted:", f"  source: {fitted.source!r}"]
+    if fitted.matrix_efficiency is not None:
+        block.append(f"  matrix_efficiency: {fitted.matrix_efficiency:.4f}  # of the matrix peak, GEMM main loops")
+    if fitted.vector_efficiency is not None:
+        block.append(f"  vector_efficiency: {fitted.vector_efficiency:.4f}  # of the vector issue rate, row-wise kernels")
+    if fitted.dram_efficiency:
+        block.append("  dram_efficiency:  # of the DRAM peak, per operator group")
+        block += [f"    {group}: {value:.4f}" for group, value in fitted.dram_efficiency]
+    if fitted.eager_launch_s:
+        block.append("  eager_launch_s:  # host-timed per-call overhead of PyTorch eager")
+        block += [f"    {op_class}: {seconds * 1e6:.3f} us" for op_class, seconds in fitted.eager_launch_s]
+    return "\n".join(kept + block) + "\n"
+
+
+def format_result(result: CalibrationResult) -> str:
+    """What the fit found, as text: parameters, error per file, warnings, files ignored."""
+    fitted = result.fitted
+    lines = [f"calibration of {result.device}"]
+    lines += [f"  measurements: {path}" for path in result.files]
+    for group, value in fitted.dram_efficiency:
+        lines.append(f"  dram_efficiency {group:<12} {value:.4f}")
+    if fitted.matrix_efficiency is not None:
+        lines.append(f"  matrix_efficiency  {fitted.matrix_efficiency:.4f}")
+    if fitted.vector_efficiency is not None:
+        lines.append(f"  vector_efficiency  {fitted.vector_efficiency:.4f}")
+    fitted_launch = dict(fitted.eager_launch_s)
+    for op_class, seconds in result.launches_s.items():
+        how = "fitted" if op_class in fitted_launch else "the eager profile's (its rows are too long to tell)"
+        lines.append(f"  eager launch {op_class:<12} {seconds * 1e6:8.2f} us  {how}")
+    lines.append("")
+    lines.append(f"  {'file':<28} {'MAPE datasheet':>15} {'MAPE fitted':>12}")
+    for name, after in result.mape_after_pct.items():
+        lines.append(f"  {name:<28} {result.mape_before_pct[name]:>13.2f} % {after:>10.2f} %")
+    lines += [f"warning: {warning}" for warning in result.warnings]
+    if result.ignored:
+        lines.append(f"ignored (not {result.device}'s tables): {', '.join(result.ignored)}")
+    return "\n".join(lines)

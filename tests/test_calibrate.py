@@ -1,0 +1,167 @@
+"""des calibrate: the fit recovers a known device, keeps its bounds, refuses bad files."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+from helpers import calibration_folder, call
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from des.calibrate import EFFICIENCY_BOUNDS, calibrate, find_tables
+from des.errors import DesError
+from des.fitted import FittedParams
+from des.mapper import schedule_for
+from des.operators import LayerNorm, Matmul, Softmax
+from topologies import DEVICE_DIR, load_device
+
+PLAIN = dataclasses.replace(load_device("a100"), fitted=None)
+#: The "real" device the synthetic measurements come from.
+TRUTH = FittedParams(
+    matrix_efficiency=0.80, vector_efficiency=0.90,
+    dram_efficiency=(("matmul", 0.75), ("rowwise", 0.70)),
+    eager_launch_s=(("layernorm", 30e-6), ("matmul", 15e-6), ("softmax", 9e-6)),
+)
+GEMMS = [(m, 2048, 2048) for m in (16, 64, 256, 1024, 4096)] + [(m, 8192, 8192) for m in (64, 2048)]
+SOFTMAXES = [(4096, c) for c in (64, 512, 2048, 8192)] + [(r, 4096) for r in (64, 1024, 16384)]
+#: Layernorms do a tenth of softmax's vector work per element: DRAM-bound where softmax
+#: is bound by its exponentials, so the two tell the DRAM and vector fractions apart.
+LAYERNORMS = [(r, 8192) for r in (16, 256, 4096, 16384)]
+
+
+def _measure(device, operator) -> float:
+    launch = dict(device.fitted.eager_launch_s)[operator.op_class]
+    return schedule_for(device, operator, use_cache=False)[0].standalone_s + launch
+
+
+def _write_tables(folder):
+    real = dataclasses.replace(PLAIN, fitted=TRUTH)
+    lines = ["m,n,k,latency_s"] + [f"{m},{n},{k},{_measure(real, Matmul(m, k, n))!r}" for m, n, k in GEMMS]
+    (folder / "a100_matmul.csv").write_text("\n".join(lines) + "\n")
+    lines = ["rows,cols,latency_s"] + [f"{r},{c},{_measure(real, Softmax(r, c))!r}" for r, c in SOFTMAXES]
+    (folder / "a100_softmax.csv").write_text("\n".join(lines) + "\n")
+    lines = ["rows,cols,latency_s"] + [f"{r},{c},{_measure(real, LayerNorm(r, c))!r}" for r, c in LAYERNORMS]
+    (folder / "a100_layernorm.csv").write_text("\n".join(lines) + "\n")
+    (folder / "mi210_matmul.csv").write_text("m,n,k,latency_s\n64,64,64,1e-5\n")  # another device's
+    (folder / "notes.txt").write_text("not a table\n")
+
+
+def test_the_fit_recovers_a_known_device(tmp_path):
+    _write_tables(tmp_path)
+    tables, ignored = find_tables("a100", [tmp_path])
+    assert sorted(op for _path, op in tables) == ["layernorm", "matmul", "softmax"]
+    assert sorted(ignored) == ["mi210_matmul.csv", "notes.txt"]
+    result = calibrate(PLAIN, tables, ignored)
+    fitted = result.fitted
+    assert fitted.matrix_efficiency == pytest.approx(TRUTH.matrix_efficiency, rel=0.02)
+    assert fitted.vector_efficiency == pytest.approx(TRUTH.vector_efficiency, rel=0.02)
+    for group, value in TRUTH.dram_efficiency:
+        assert dict(fitted.dram_efficiency)[group] == pytest.approx(value, rel=0.02), group
+    for op_class, seconds in TRUTH.eager_launch_s:
+        assert dict(fitted.eager_launch_s)[op_class] == pytest.approx(seconds, rel=0.02, abs=0.3e-6), op_class
+    assert all(error < 1.0 for error in result.mape_after_pct.values())
+    assert not result.warnings
+
+
+def test_fitted_values_stay_inside_their_bounds(tmp_path):
+    # Measurements ten times slower than any physical fraction allows: the fit stops
+    # at its bounds and says so.
+    real = dataclasses.replace(PLAIN, fitted=TRUTH)
+    lines = ["m,n,k,latency_s"] + [f"{m},{n},{k},{10 * _measure(real, Matmul(m, k, n))!r}" for m, n, k in GEMMS]
+    (tmp_path / "a100_matmul.csv").write_text("\n".join(lines) + "\n")
+    result = calibrate(PLAIN, *find_tables("a100", [tmp_path]))
+    low, high = EFFICIENCY_BOUNDS
+    assert low <= result.fitted.matrix_efficiency <= high
+    assert all(low <= value <= high for _group, value in result.fitted.dram_efficiency)
+    assert any("bound" in warning for warning in result.warnings)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("a100_matmul.csv", "m,n,latency_s\n64,64,1e-5\n", "lacks one of the columns m, n, k, latency_s"),
+        ("a100_matmul.csv", "m,n,k,latency_s\n64,64,x,1e-5\n", "line 2"),
+        ("a100_softmax.csv", "rows,cols,latency_s\n64,64,-1\n", "latency_s must be a positive number"),
+        ("a100_conv.csv", "a,b\n1,2\n", "not a table of a known kind"),
+    ],
+)
+def test_a_file_in_a_wrong_format_is_one_clear_error(tmp_path, name, text, message):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DesError, match=message):
+        calibrate(PLAIN, *find_tables("a100", [path]))
+
+
+def test_no_table_of_the_device_names_what_was_looked_for(tmp_path):
+    (tmp_path / "mi210_matmul.csv").write_text("m,n,k,latency_s\n64,64,64,1e-5\n")
+    with pytest.raises(DesError, match="no microbenchmark table of device 'a100'"):
+        find_tables("a100", [tmp_path])
+
+
+def test_the_command_writes_a_loadable_yaml_keeping_the_datasheet(tmp_path, capsys):
+    _write_tables(tmp_path)
+    out = tmp_path / "a100-calibrated.yaml"
+    code, text, err = call(capsys, "calibrate", "a100", "--data", str(tmp_path), "--out", str(out))
+    assert code == 0, err
+    assert "ignored (not a100's tables): mi210_matmul.csv, notes.txt" in text
+    device = load_device(str(out))
+    assert device.fitted is not None and device.fitted.matrix_efficiency == pytest.approx(0.80, rel=0.02)
+    original = yaml.safe_load((DEVICE_DIR / "a100.yaml").read_text())
+    written = yaml.safe_load(out.read_text())
+    assert {k: v for k, v in written.items() if k != "fitted"} == {k: v for k, v in original.items() if k != "fitted"}
+    # The preset's datasheet comments are kept.
+    assert "[DS]" in out.read_text()
+
+
+def test_a_bad_output_path_is_refused_before_the_fit(tmp_path, capsys):
+    _write_tables(tmp_path)
+    code, _text, err = call(capsys, "calibrate", "a100", "--data", str(tmp_path), "--out", str(tmp_path / "no" / "x.yaml"))
+    assert code == 2 and err.startswith("des: error:") and "Traceback" not in err
+
+
+def test_the_a100_and_mi210_presets_carry_their_own_fit():
+    folder = calibration_folder()
+    for name in ("a100", "mi210"):
+        device = load_device(name)
+        assert device.fitted is not None and f"{name}_matmul.csv" in device.fitted.source
+        result = calibrate(dataclasses.replace(device, fitted=None), *find_tables(name, [folder]))
+        # The preset holds what the fit finds today (to the rounding it writes).
+        assert device.fitted.matrix_efficiency == pytest.approx(result.fitted.matrix_efficiency, abs=1e-4)
+        assert dict(device.fitted.dram_efficiency) == pytest.approx(dict(result.fitted.dram_efficiency), abs=1e-4)
+
+
+def test_a_row_longer_than_the_sram_budget_costs_more_than_one_dram_pass():
+    device = load_device("a100")
+    fits = LayerNorm(1024, 4096)          # 8 KiB rows: whole rows in SRAM, one pass
+    spills = LayerNorm(1024 // 64, 4096 * 64)  # 512 KiB rows: more than a unit's SRAM
+    per_element = {op: schedule_for(device, op)[0].dram_bytes / op.elements for op in (fits, spills)}
+    # The input is read again to normalise: at least 3 of the one-pass 2 bytes-per-byte.
+    assert per_element[spills] >= 1.4 * per_element[fits]
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 8192), k=st.sampled_from([64, 512, 4096, 12288]), n=st.sampled_from([64, 512, 4096, 12288]),
+       grow=st.sampled_from(["m", "k", "n"]), factor=st.sampled_from([2, 3]))
+def test_a_gemm_never_gets_faster_as_a_dimension_grows(m, k, n, grow, factor):
+    device = load_device("a100")
+    dims = {"m": m, "k": k, "n": n}
+    base = schedule_for(device, Matmul(dims["m"], dims["k"], dims["n"]))[0].standalone_s
+    dims[grow] *= factor
+    grown = schedule_for(device, Matmul(dims["m"], dims["k"], dims["n"]))[0].standalone_s
+    assert grown >= base * (1 - 1e-9)
+
+
+def test_the_h100_preset_against_its_measurements_per_family():
+    from pathlib import Path
+
+    from des.validate.operators import validate_operators
+
+    data = Path(__file__).parent / "data" / "h100"
+    report = validate_operators(load_device("h100"), [data])
+    families = report.family_mape_pct
+    assert set(families) == {"matmul", "bmm", "softmax", "layernorm", "gelu", "add", "attention"}
+    # Fitted on these same rows (des calibrate): an in-sample guard, per family.
+    assert families["matmul"] <= 8.0 and families["attention"] <= 10.0
+    assert all(value <= 20.0 for value in families.values()), families
