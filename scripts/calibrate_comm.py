@@ -41,7 +41,7 @@ GROUPS = {
     "ampere/nvlink": (("ampere", "nvlink"), {"a100x4_nvlink"}, _FIELDS),
     "ampere/nvswitch": (("ampere", "nvswitch"), {"dgx_a100_2r_2pn", "dgx_a100_4r_4pn"}, _FIELDS),
     "hopper/nvswitch": (("hopper", "nvswitch"), {"dgx_h100_2r_2pn", "dgx_h100_4r_4pn"}, (*_FIELDS, "nvls_latency")),
-    "ampere/net": (("ampere", "nvswitch"), {"dgx_a100_2r_1pn"}, ("net_fraction",)),
+    "ampere/net": (("ampere", "nvswitch"), {"dgx_a100_2r_1pn"}, ("net_fraction", "net_latency")),
 }
 #: Factor rounds, coarse to fine; each round repeats until no factor helps.
 ROUNDS = ((0.5, 2.0), (0.7, 1.4), (0.8, 1.25), (0.9, 1.1))
@@ -53,6 +53,7 @@ BOUNDS = {
     "ll128_latency": (0.5, 4.0),
     "simple_latency": (0.5, 4.0),
     "nvls_latency": (0.2, 4.0),
+    "net_latency": (0.5, 4.0),
 }
 
 

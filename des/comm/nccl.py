@@ -125,6 +125,9 @@ class NcclTuning:
     nvls_latency : float
         The same for NVLS and NVLS-tree, whose one 25 us figure (hwLat) stands for the
         whole in-switch reduction and multicast rather than for a ring's hops.
+    net_latency : float
+        The same for a hop between machines (NCCL's network hwLat): the NIC, PCIe and
+        the proxy thread that drives the transport.
     """
 
     call_overhead_s: float = 10e-6
@@ -137,6 +140,7 @@ class NcclTuning:
     ll128_latency: float = 1.0
     simple_latency: float = 1.0
     nvls_latency: float = 1.0
+    net_latency: float = 1.0
 
     def protocol_fraction(self, protocol: str) -> float:
         """The achieved fraction of protocol ``protocol``."""
@@ -168,11 +172,12 @@ TUNINGS: dict[tuple[str, str], NcclTuning] = {
     # ll_latency sits on its lower bound (0.5).
     # NCCL's latencies stretched (LL128 1.4x, Simple 2.7x) and an 11.3 us harness overhead.
     # net_fraction: the two-machine rows (HDR InfiniBand, one rank per machine), whose
-    # large messages reach a quarter of the 25 GB/s port (busbw 5.9 GB/s at 64 MiB).
+    # large messages reach a quarter of the 25 GB/s port (busbw 5.9 GB/s at 64 MiB);
+    # net_latency: their small messages, twice NCCL's network hop latency (5.3 % -> 5.1 %).
     ("ampere", "nvswitch"): NcclTuning(
         call_overhead_s=11.3e-6, link_fraction=0.576, net_fraction=0.25,
         ll_fraction=1.575, ll128_fraction=0.56, simple_fraction=0.88,
-        ll_latency=0.5, ll128_latency=1.394, simple_latency=2.673,
+        ll_latency=0.5, ll128_latency=1.394, simple_latency=2.673, net_latency=2.0,
     ),
     # HGX A100 4-GPU (direct NVLink), LLMCompass's PyTorch timing: 8.6 % over its 32 rows.
     ("ampere", "nvlink"): NcclTuning(
@@ -181,11 +186,12 @@ TUNINGS: dict[tuple[str, str], NcclTuning] = {
     ),
     # DGX H100 (NVSwitch), 2 and 4 ranks, torch.distributed: 10.4 % and 9.9 % over all rows;
     # ll_latency sits on its lower bound (0.5); NVLS's 25 us figure comes out at 0.4x.
-    # No H100 rows cross machines: the network fraction is the InfiniBand one above.
+    # No H100 rows cross machines: the network fraction and latency are the InfiniBand
+    # ones above.
     ("hopper", "nvswitch"): NcclTuning(
         call_overhead_s=2.23e-6, link_fraction=1.0, net_fraction=0.25,
         ll_fraction=0.432, ll128_fraction=1.0, simple_fraction=0.8,
-        ll_latency=0.5, ll128_latency=1.0, simple_latency=1.66, nvls_latency=0.403,
+        ll_latency=0.5, ll128_latency=1.0, simple_latency=1.66, nvls_latency=0.403, net_latency=2.0,
     ),
 }
 
@@ -434,7 +440,9 @@ def plan_params(facts: GroupFacts, kind: str, nbytes: float, tuning: NcclTuning,
         # pays the network's per tree hop.
         base, hop, net_hop = base + hop, 0.0, net_hop if facts.nodes > 1 else 0.0
     stretch = tuning.nvls_latency if chosen_algorithm in ("nvls", "nvls_tree") else tuning.protocol_latency(chosen_protocol)
-    base, hop, net_hop = base * stretch, hop * stretch, net_hop * stretch
+    # A hop between machines is the network transport's (NIC, PCIe, proxy thread): its
+    # own achieved multiple of NCCL's figure.
+    base, hop, net_hop = base * stretch, hop * stretch, net_hop * tuning.net_latency
     payload = PAYLOAD[chosen_protocol]
     params = CollectiveParams(
         launch_latency_s=overhead + base * US,
