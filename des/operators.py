@@ -16,6 +16,13 @@ Operators
     Row-wise over ``cols``, for ``rows`` rows.
 :class:`Gelu`, :class:`ElementwiseAdd`
     Element-wise over ``elements``.
+:class:`RMSNorm`, :class:`TopKSoftmax`
+    Row-wise: Llama's RMS normalisation; MoE routing (softmax over experts, top ``k``).
+:class:`Silu`, :class:`SwiGLU`, :class:`Rotary`, :class:`TokenPermute`
+    Element-wise: activations, SwiGLU gating, rotary embedding, MoE token dispatch and
+    combine.
+:class:`GroupedMatmul`
+    Many experts' GEMMs in one kernel.
 :class:`Attention`
     Fused attention in the flash style: ``softmax(Q K^T / sqrt(d)) V`` per batch and
     head, tiled so the ``q_len x kv_len`` score matrix never goes to DRAM; ``causal``
@@ -260,8 +267,207 @@ class Copy(_Elementwise):
 
 
 @dataclass(frozen=True)
+class RMSNorm(_RowWise):
+    """RMS normalisation over ``cols`` (Llama's): ``x / sqrt(mean(x^2) + eps) * g``."""
+
+    op_class: ClassVar[str] = "layernorm"
+    kind: ClassVar[str] = "rmsnorm"
+
+    @property
+    def flops(self) -> float:
+        """Square, add (the mean), scale by 1/rms and by the weight: 4 per element."""
+        return 4.0 * self.elements
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """The input read and output written once, and the weight (no bias)."""
+        return float((2 * self.elements + self.cols) * self.bytes_per_element)
+
+
+@dataclass(frozen=True)
+class Silu(_Elementwise):
+    """SiLU, ``x * sigmoid(x)``: an activation kernel (launch class ``gelu``)."""
+
+    op_class: ClassVar[str] = "gelu"
+    kind: ClassVar[str] = "silu"
+
+    @property
+    def flops(self) -> float:
+        """Negate, add one, divide, multiply, and the exponential: 4 plus an exp per element."""
+        return 5.0 * self.elements
+
+    @property
+    def min_dram_bytes(self) -> float:
+        return 2.0 * self.elements * self.bytes_per_element
+
+
+@dataclass(frozen=True)
+class SwiGLU(_Elementwise):
+    """SwiGLU gating, ``silu(gate) * up``, over ``elements`` outputs (two inputs each)."""
+
+    op_class: ClassVar[str] = "gelu"
+    kind: ClassVar[str] = "swiglu"
+
+    @property
+    def flops(self) -> float:
+        """SiLU's 4 plus the gating multiply, and the exponential."""
+        return 6.0 * self.elements
+
+    @property
+    def min_dram_bytes(self) -> float:
+        return 3.0 * self.elements * self.bytes_per_element
+
+
+@dataclass(frozen=True)
+class Rotary(_OperatorBase):
+    """Rotary position embedding of ``tokens x heads`` vectors of ``head_dim`` (in place
+    on Q or K): each pair rotated by its position's angle from cos / sin tables."""
+
+    tokens: int
+    heads: int
+    head_dim: int
+    dtype: str = "fp16"
+    op_class: ClassVar[str] = "elementwise"
+    kind: ClassVar[str] = "rotary"
+
+    def __post_init__(self) -> None:
+        _check_dims(self, ("tokens", "heads", "head_dim"))
+        if self.head_dim % 2:
+            raise DesError(f"Rotary: head_dim must be even, got {self.head_dim}")
+
+    @property
+    def elements(self) -> int:
+        return self.tokens * self.heads * self.head_dim
+
+    @property
+    def flops(self) -> float:
+        """Per pair two multiplies and an add for each of its two outputs: 3 per element."""
+        return 3.0 * self.elements
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """The vectors read and written, and one cos and one sin per token and pair."""
+        tables = 2 * self.tokens * (self.head_dim // 2)
+        return float((2 * self.elements + tables) * self.bytes_per_element)
+
+
+@dataclass(frozen=True)
+class TopKSoftmax(_OperatorBase):
+    """MoE routing: softmax over ``cols`` experts for each of ``rows`` tokens, then the
+    ``k`` largest (their weights and expert indices written)."""
+
+    rows: int
+    cols: int
+    k: int = 2
+    dtype: str = "fp16"
+    op_class: ClassVar[str] = "softmax"
+    kind: ClassVar[str] = "topk_softmax"
+
+    def __post_init__(self) -> None:
+        _check_dims(self, ("rows", "cols", "k"))
+        if self.k > self.cols:
+            raise DesError(f"TopKSoftmax: k ({self.k}) exceeds the {self.cols} experts")
+
+    @property
+    def elements(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def flops(self) -> float:
+        """Softmax's 5 per element plus a running top-k compare per element and kept slot."""
+        return (5.0 + self.k) * self.elements
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """The router logits read; a weight (2 B) and an index (4 B) per kept expert written."""
+        return float(self.elements * self.bytes_per_element + self.rows * self.k * (self.bytes_per_element + 4))
+
+
+@dataclass(frozen=True)
+class TokenPermute(_OperatorBase):
+    """MoE dispatch or combine on one device: ``tokens`` rows of ``hidden`` gathered to
+    (or scattered back from) their ``k`` experts' contiguous blocks; combine also sums
+    the ``k`` copies weighted."""
+
+    tokens: int
+    hidden: int
+    k: int = 2
+    combine: bool = False
+    dtype: str = "fp16"
+    op_class: ClassVar[str] = "elementwise"
+    kind: ClassVar[str] = "token_permute"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.combine, bool):
+            raise DesError(f"TokenPermute: combine must be true or false, got {self.combine!r}")
+        _check_dims(self, ("tokens", "hidden", "k"))
+
+    def _dims(self) -> list[tuple[str, object]]:
+        return [("tokens", self.tokens), ("hidden", self.hidden), ("k", self.k), ("combine", int(self.combine))]
+
+    @property
+    def elements(self) -> int:
+        return self.tokens * self.k * self.hidden
+
+    @property
+    def flops(self) -> float:
+        """Dispatch copies; combine multiplies each copy by its weight and adds: 2 per element."""
+        return 2.0 * self.elements if self.combine else 0.0
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """Dispatch reads each token once and writes its k copies; combine reads the k
+        copies and writes one token."""
+        one = self.tokens * self.hidden
+        return float((one + self.elements) * self.bytes_per_element)
+
+
+@dataclass(frozen=True)
+class GroupedMatmul(_OperatorBase):
+    """Many experts' GEMMs in one kernel (MoE's grouped GEMM): expert ``i`` computes
+    ``[tokens_i, K] @ [K, N]`` with its own weights; ``tokens`` lists ``tokens_i``
+    (an expert with none is skipped, as the kernels do)."""
+
+    tokens: tuple[int, ...]
+    K: int
+    N: int
+    dtype: str = "fp16"
+    op_class: ClassVar[str] = "matmul"
+    kind: ClassVar[str] = "grouped_matmul"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tokens, tuple) or not self.tokens:
+            raise DesError(f"GroupedMatmul: tokens must be a non-empty tuple of per-expert counts, got {self.tokens!r}")
+        for count in self.tokens:
+            if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
+                raise DesError(f"GroupedMatmul: every expert's token count must be a whole number >= 0, got {count!r}")
+        if not any(self.tokens):
+            raise DesError("GroupedMatmul: no expert has a token")
+        _check_dims(self, ("K", "N"))
+
+    def _dims(self) -> list[tuple[str, object]]:
+        return [("tokens", ",".join(map(str, self.tokens))), ("K", self.K), ("N", self.N)]
+
+    @property
+    def experts_used(self) -> int:
+        return sum(1 for count in self.tokens if count)
+
+    @property
+    def flops(self) -> float:
+        return 2.0 * sum(self.tokens) * self.K * self.N
+
+    @property
+    def min_dram_bytes(self) -> float:
+        """Each used expert's weights, every token's input and output, once."""
+        total = sum(self.tokens)
+        return float((self.experts_used * self.K * self.N + total * (self.K + self.N)) * self.bytes_per_element)
+
+
+@dataclass(frozen=True)
 class Attention(_OperatorBase):
-    """Fused (flash) attention for ``batch x heads`` heads of ``head_dim``."""
+    """Fused (flash) attention for ``batch x heads`` heads of ``head_dim``; ``kv_heads``
+    key/value heads (grouped-query attention: each serves ``heads / kv_heads`` query
+    heads; multi-query when 1; default: as many as query heads)."""
 
     batch: int
     heads: int
@@ -270,13 +476,18 @@ class Attention(_OperatorBase):
     head_dim: int
     causal: bool = False
     dtype: str = "fp16"
+    kv_heads: int | None = None
     op_class: ClassVar[str] = "attention"
     kind: ClassVar[str] = "attention"
 
     def __post_init__(self) -> None:
         if not isinstance(self.causal, bool):
             raise DesError(f"Attention: causal must be true or false, got {self.causal!r}")
-        _check_dims(self, ("batch", "heads", "q_len", "kv_len", "head_dim"))
+        if self.kv_heads is None:
+            object.__setattr__(self, "kv_heads", self.heads)
+        _check_dims(self, ("batch", "heads", "q_len", "kv_len", "head_dim", "kv_heads"))
+        if self.heads % self.kv_heads:
+            raise DesError(f"Attention: kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
 
     def _dims(self) -> list[tuple[str, object]]:
         return [
@@ -286,7 +497,7 @@ class Attention(_OperatorBase):
             ("kv_len", self.kv_len),
             ("head_dim", self.head_dim),
             ("causal", int(self.causal)),
-        ]
+        ] + ([("kv_heads", self.kv_heads)] if self.kv_heads != self.heads else [])
 
     def keys_seen(self) -> int:
         """Unmasked query-key pairs of one head (all of them unless ``causal``)."""
@@ -305,10 +516,16 @@ class Attention(_OperatorBase):
 
     @property
     def min_dram_bytes(self) -> float:
-        """Q, K and V read once and O written once; no score matrix in DRAM."""
-        per_head = (2 * self.q_len + 2 * self.kv_len) * self.head_dim
-        return float(self.batch * self.heads * per_head * self.bytes_per_element)
+        """Q read and O written per query head, K and V read once per KV head (grouped-
+        query attention shares each KV head among ``heads / kv_heads`` query heads); no
+        score matrix in DRAM."""
+        queries = 2 * self.q_len * self.heads
+        keys_values = 2 * self.kv_len * self.kv_heads
+        return float(self.batch * (queries + keys_values) * self.head_dim * self.bytes_per_element)
 
 
-Operator = Matmul | BatchedMatmul | Softmax | LayerNorm | Gelu | ElementwiseAdd | Attention
+Operator = (
+    Matmul | BatchedMatmul | Softmax | LayerNorm | Gelu | ElementwiseAdd | Attention | RMSNorm | Silu | SwiGLU
+    | Rotary | TopKSoftmax | TokenPermute | GroupedMatmul
+)
 

@@ -25,8 +25,15 @@ OP_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "add": (("ELEMENTS",), "element-wise add of ELEMENTS values"),
     "attention": (
         ("BATCH", "HEADS", "Q_LEN", "KV_LEN", "HEAD_DIM"),
-        "fused flash attention (add --causal for a causal mask)",
+        "fused flash attention (--causal for a causal mask, --kv-heads N for grouped-query)",
     ),
+    "rmsnorm": (("ROWS", "COLS"), "RMS normalisation over COLS for ROWS rows"),
+    "silu": (("ELEMENTS",), "SiLU of ELEMENTS values"),
+    "swiglu": (("ELEMENTS",), "SwiGLU gating silu(gate) * up, ELEMENTS outputs"),
+    "rotary": (("TOKENS", "HEADS", "HEAD_DIM"), "rotary position embedding of TOKENS x HEADS vectors"),
+    "topk-softmax": (("TOKENS", "EXPERTS", "K"), "MoE router: softmax over EXPERTS, the K best kept"),
+    "token-permute": (("TOKENS", "HIDDEN", "K"), "MoE dispatch of TOKENS to K experts each (--combine: back)"),
+    "grouped-matmul": (("K", "N"), "one kernel of many experts' GEMMs: --tokens T1,T2,... per expert"),
 }
 
 
@@ -49,6 +56,11 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
             parser.add_argument(dim.lower(), metavar=dim, type=int)
         if kind == "attention":
             parser.add_argument("--causal", action="store_true", help="causal mask")
+            parser.add_argument("--kv-heads", type=int, default=None, metavar="N", help="key/value heads (default: HEADS)")
+        if kind == "token-permute":
+            parser.add_argument("--combine", action="store_true", help="combine (unpermute and weight) instead of dispatch")
+        if kind == "grouped-matmul":
+            parser.add_argument("--tokens", required=True, metavar="T1,T2,...", help="tokens of each expert")
         _common_options(parser)
         parser.set_defaults(func=run_op)
     return op_parser
@@ -73,8 +85,26 @@ def build_operator(args: argparse.Namespace) -> Any:
         return ops.ElementwiseAdd(args.elements, dtype)
     if kind == "attention":
         return ops.Attention(
-            args.batch, args.heads, args.q_len, args.kv_len, args.head_dim, args.causal, dtype
+            args.batch, args.heads, args.q_len, args.kv_len, args.head_dim, args.causal, dtype, kv_heads=args.kv_heads
         )
+    if kind == "rmsnorm":
+        return ops.RMSNorm(args.rows, args.cols, dtype)
+    if kind == "silu":
+        return ops.Silu(args.elements, dtype)
+    if kind == "swiglu":
+        return ops.SwiGLU(args.elements, dtype)
+    if kind == "rotary":
+        return ops.Rotary(args.tokens, args.heads, args.head_dim, dtype)
+    if kind == "topk-softmax":
+        return ops.TopKSoftmax(args.tokens, args.experts, args.k, dtype)
+    if kind == "token-permute":
+        return ops.TokenPermute(args.tokens, args.hidden, args.k, args.combine, dtype)
+    if kind == "grouped-matmul":
+        try:
+            tokens = tuple(int(part) for part in args.tokens.split(","))
+        except ValueError:
+            raise DesError(f"--tokens: expected whole numbers joined by commas, got {args.tokens!r}") from None
+        return ops.GroupedMatmul(tokens, args.k, args.n, dtype)
     raise DesError(f"unknown operator kind {kind!r}; known: {', '.join(OP_KINDS)}")
 
 

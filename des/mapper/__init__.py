@@ -107,6 +107,10 @@ def search_schedule(
     _check_device(device)
     params = params or device_params(device, getattr(operator, "op_class", ""))
     op_class = getattr(operator, "op_class", None)
+    if getattr(operator, "kind", None) == "grouped_matmul":
+        from des.mapper.grouped import schedule_grouped_matmul
+
+        return schedule_grouped_matmul(operator, device, params)
     if op_class == "matmul":
         return schedule_matmul(operator, device, params, exhaustive=exhaustive)
     if op_class in ("softmax", "layernorm"):

@@ -145,7 +145,9 @@ def schedule_attention(operator: Any, device: DeviceSpec, params: MapperParams) 
     qo = 2.0 * heads * op.q_len * d * b
     partials = np.where(Sk > 1, Sk * heads * op.q_len * d * float(ACCUMULATOR_BYTES), 0.0)
     partials_dram = np.where(partials > device.l2_bytes / 2, partials, 0.0)
-    inputs = qo / 2 + heads * head_kv * kv_reads
+    # K and V are read per KV head: the query heads that share one (grouped-query
+    # attention) run their blocks together and stream it through L2 once.
+    inputs = qo / 2 + op.batch * op.kv_heads * head_kv * kv_reads
     main_bytes = inputs + partials_dram + np.where(Sk > 1, 0.0, qo / 2)
     full, last = np.divmod(tiles, units)
     first_units = np.minimum(tiles, units)

@@ -17,7 +17,9 @@ from des.errors import DesError
 MAPPER_REVISION = "1"
 #: The modules whose code decides a schedule: the cost models, the search and the
 #: operators' FLOP and byte counts (the cache's own file format is versioned apart).
-_COST_MODEL_SOURCES = ("attention.py", "matmul.py", "params.py", "rowwise.py", "schedule.py", "waves.py", "__init__.py")
+_COST_MODEL_SOURCES = (
+    "attention.py", "grouped.py", "matmul.py", "params.py", "rowwise.py", "schedule.py", "waves.py", "__init__.py",
+)
 
 
 def cost_model_digest(here: Path | None = None) -> str:

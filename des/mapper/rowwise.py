@@ -56,12 +56,25 @@ ROW_OPS_PER_ROW = 1
 GELU_FLOPS_PER_ELEMENT = 8
 
 
+#: RMSNorm operations per element: square and add (the mean of squares), then scale by
+#: 1/rms and by the weight; one reduction per row.
+RMSNORM_OPS_PER_ELEMENT = 4
+RMSNORM_REDUCTIONS = 1
+
+
 def _row_cost_parameters(operator: Any, device: DeviceSpec) -> tuple[float, int, float]:
     """(ops per element, reductions per row, ops per row) of a row-wise operator."""
     if operator.op_class == "softmax":
         exp = device.exp_vector_flops
         per_element = SOFTMAX_OPS_PER_ELEMENT + SOFTMAX_EXPS_PER_ELEMENT * exp
+        if operator.kind == "topk_softmax":
+            # The router keeps its k best as it goes: a compare per element and slot; the
+            # exponentials are taken once (the top k are normalised from the kept ones).
+            per_element = SOFTMAX_OPS_PER_ELEMENT + exp + operator.k
+            return per_element, SOFTMAX_REDUCTIONS + 1, ROW_OPS_PER_ROW + operator.k
         return per_element, SOFTMAX_REDUCTIONS, ROW_OPS_PER_ROW
+    if operator.kind == "rmsnorm":
+        return RMSNORM_OPS_PER_ELEMENT, RMSNORM_REDUCTIONS, ROW_OPS_PER_ROW
     return LAYERNORM_OPS_PER_ELEMENT, LAYERNORM_REDUCTIONS, ROW_OPS_PER_ROW
 
 
@@ -108,10 +121,15 @@ def schedule_rowwise(operator: Any, device: DeviceSpec, params: MapperParams) ->
     full, last = np.divmod(tiles, units)
     row_bytes = float(cols * b)
     rows_first = np.minimum(rows, units * r)
-    extra = float(2 * cols * b) if operator.op_class == "layernorm" else 0.0
-    total_bytes = rows * row_bytes * (reads + 1) + extra
+    # Per-column parameters read once (layernorm's scale and shift, RMSNorm's weight);
+    # the router's top-k output (a weight and an index per kept expert) written.
+    extra = {"layernorm": 2.0 * cols * b, "rmsnorm": 1.0 * cols * b}.get(operator.kind, 0.0)
+    out_bytes = rows * row_bytes
+    if operator.kind == "topk_softmax":
+        out_bytes = rows * operator.k * (b + 4.0)
+    total_bytes = rows * row_bytes * reads + out_bytes + extra
     prologue = rows_first * row_bytes + extra
-    epilogue = rows_first * row_bytes  # a full wave's output drains after compute ends
+    epilogue = rows_first * (out_bytes / rows)  # a full wave's output drains after compute ends
     steady = total_bytes - prologue - epilogue
     waves = -(-tiles // units)
     main_s = np.maximum(waves * tile_s, steady / bw)  # traffic spread evenly over the waves
@@ -145,8 +163,11 @@ def schedule_elementwise(
 ) -> TileSchedule:
     """Roofline schedule of :class:`~des.operators.Gelu` or an element-wise add."""
     units = device.compute_units
-    if operator.op_class == "gelu":
+    if operator.kind == "gelu":
         flops = operator.elements * (GELU_FLOPS_PER_ELEMENT + device.exp_vector_flops)
+    elif operator.kind in ("silu", "swiglu"):
+        # Their arithmetic (4 or 5 per element) and one exponential each.
+        flops = operator.flops - operator.elements + operator.elements * device.exp_vector_flops
     else:
         flops = operator.flops
     compute_s = flops / (device.vector_flops_per_s * params.vector_efficiency)

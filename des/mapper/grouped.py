@@ -1,0 +1,49 @@
+"""Grouped GEMM: many experts' GEMMs of one shape family in one kernel (MoE layers).
+
+A grouped kernel (CUTLASS's grouped GEMM, the MoE kernels of vLLM and TensorRT-LLM)
+walks the tiles of every expert's ``[tokens_i, K] @ [K, N]`` from one launch, handing
+them to units as they free up, so one expert's partial last wave is filled with the next
+expert's tiles instead of leaving units idle. Here each distinct expert GEMM is mapped
+as a matmul (its best tiles for its own size), and their tiles are then pooled: the
+kernel runs ``ceil(tiles / units)`` waves whose tile time is the tile-weighted mean of
+the experts' and whose DRAM traffic is all the experts' together (each used expert's
+weights once, every token's input and output).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from des.mapper.params import MapperParams
+from des.mapper.schedule import TileSchedule
+from des.mapper.waves import GroupBuilder
+from des.operators import Matmul
+from des.specs import DeviceSpec
+
+
+def schedule_grouped_matmul(operator: Any, device: DeviceSpec, params: MapperParams) -> TileSchedule:
+    """The pooled-tile schedule of a :class:`~des.operators.GroupedMatmul`."""
+    from des.mapper.matmul import schedule_matmul
+
+    units = device.compute_units
+    unit_seconds = 0.0
+    tiles = 0
+    dram_bus = 0.0
+    for count, experts in sorted(Counter(c for c in operator.tokens if c).items()):
+        single = schedule_matmul(Matmul(count, operator.K, operator.N, operator.dtype), device, params)
+        # Its waves but the first-access latency (the grouped kernel pays one).
+        body = [g for g in single.groups if not (g.dram_bytes == 0.0 and g.compute_s == params.dram_latency_s)]
+        unit_seconds += experts * sum(g.count * g.units * g.compute_s for g in body)
+        tiles += experts * single.tiles
+        dram_bus += experts * sum(g.count * g.dram_bytes for g in single.groups)
+    tile_s = unit_seconds / tiles
+    full, last = divmod(tiles, units)
+    # GroupBuilder charges physical bytes as bus bytes; the experts' schedules hold bus bytes.
+    physical = dram_bus * params.dram_efficiency
+    builder = GroupBuilder(device, params)
+    builder.add_latency(min(tiles, units))
+    builder.add(full, units, tile_s, physical * units / tiles)
+    builder.add(1 if last else 0, last, tile_s, physical * last / tiles)
+    mapping = {"kind": "grouped_matmul", "experts": operator.experts_used, "tiles": tiles, "tile_s": tile_s}
+    return builder.build(operator, tiles, mapping)
