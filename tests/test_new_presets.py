@@ -39,7 +39,9 @@ def test_a_preset_runs_a_gemm_no_faster_than_its_peak(name, capsys):
 
     code, out, err = call(capsys, "op", "matmul", "4096", "4096", "4096", "--device", name, "--json")
     assert code == 0, err
-    latency = json.loads(out)["latency_s"]
+    result = json.loads(out)
+    latency = result["latency_s"]
+    assert result["calibration"] == "datasheet only"
     flops = 2 * 4096**3
     assert flops / DATASHEETS[name][0] <= latency <= 4 * flops / DATASHEETS[name][0] + 50e-6
 
@@ -66,3 +68,20 @@ def test_the_pcie_box_has_no_nvlink_and_crosses_the_host_bridge():
     assert facts.intra == "pcie" and not facts.nvls
     route = Network(simpy.Environment(), system).route("gpu0", "gpu2")
     assert [link.dst for link in route] == ["plx0", "host", "plx1", "gpu2"]
+
+
+@pytest.mark.parametrize("name", sorted(DATASHEETS))
+def test_des_area_runs_for_every_new_preset(name, capsys):
+    import json
+
+    code, out, err = call(capsys, "area", name, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["total_mm2"] > 100 and sum(result["breakdown_mm2"].values()) == pytest.approx(result["total_mm2"])
+
+
+def test_the_ada_and_h200_products_take_their_own_process_and_memory():
+    from des.area import area_inputs_for
+
+    assert (area_inputs_for(load_device("rtx4090")).process, area_inputs_for(load_device("rtx4090")).memory) == ("4N", "gddr6")
+    assert area_inputs_for(load_device("h200")).memory == "hbm3"

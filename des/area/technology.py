@@ -7,6 +7,13 @@ figures are the weakest links of the model and are listed as such in the report.
 
 Sources
 -------
+- [ADA-WP] NVIDIA Ada GPU Architecture whitepaper (2022): full AD102 has 144 SMs, 96 MB
+  of L2 and a 384-bit memory interface on 608.5 mm^2 of TSMC 4N; RTX 4090 enables 128
+  SMs and 72 MB; the L40S datasheet (2023) 142 SMs and the full 96 MB. No NVLink. A
+  graphics die: its RT cores, texture units, ROPs, display and media engines are not
+  in the model, whose estimate therefore falls short of the die.
+- [H200-DS] NVIDIA H200 datasheet (2024): the GH100 die with six HBM3e stacks, all
+  enabled (141 GB, 4.8 TB/s: 800 GB/s per stack, HBM3's rate).
 - [N7-SRAM] S.-Y. Wu et al., "A 7nm CMOS platform technology featuring 4th generation
   FinFET transistors with a 0.027 um^2 high density 6-T SRAM cell", IEDM 2016; J. Chang
   et al., "A 7nm 256Mb SRAM in high-k metal-gate FinFET technology", ISSCC 2017.
@@ -219,6 +226,18 @@ PRODUCTS: dict[str, ProductFacts] = {
     "h100": ProductFacts(  # [H100-WP]
         "GH100", "4N", "hbm3", 132, 144, 50 * MiB, 60 * MiB, 5, 6, 256 * KiB,
         (LinkPort("nvlink4", 18, 2), LinkPort("pcie5", 1, 16)), 814.0,
+    ),
+    "h200": ProductFacts(  # [H100-WP], [H200-DS]: HBM3e at H200's rate is HBM3's per stack
+        "GH100", "4N", "hbm3", 132, 144, 50 * MiB, 60 * MiB, 6, 6, 256 * KiB,
+        (LinkPort("nvlink4", 18, 2), LinkPort("pcie5", 1, 16)), 814.0,
+    ),
+    "l40s": ProductFacts(  # [ADA-WP]; twelve x32 GDDR6 channels; 64K 32-bit registers per SM
+        "AD102", "4N", "gddr6", 142, 144, 96 * MiB, 96 * MiB, 12, 12, 256 * KiB,
+        (LinkPort("pcie4", 1, 16),), 608.5,
+    ),
+    "rtx4090": ProductFacts(  # [ADA-WP]; GDDR6X's PHY taken as GDDR6's (no figure of its own)
+        "AD102", "4N", "gddr6", 128, 144, 72 * MiB, 96 * MiB, 12, 12, 256 * KiB,
+        (LinkPort("pcie4", 1, 16),), 608.5,
     ),
     "mi210": ProductFacts(  # [CDNA2-WP]; die area not published
         "Aldebaran GCD", "N6", "hbm2e", 104, 112, 8 * MiB, 8 * MiB, 4, 4, 512 * KiB,

@@ -161,6 +161,7 @@ def op_result(args: argparse.Namespace) -> dict[str, Any]:
         "mapping": schedule.mapping,
         "search_s": info.search_s,
         "cached": info.cached,
+        "calibration": device.fitted.source if device.fitted is not None else "datasheet only",
     }
 
 
@@ -180,6 +181,7 @@ def format_op_result(result: dict[str, Any]) -> str:
         f"  mapping     {json.dumps(mapping, sort_keys=True)}",
         f"  search      {format_seconds(result['search_s'])}"
         + (" (cached)" if result["cached"] else ""),
+        f"  device      {result['calibration']}",
     ]
     return "\n".join(lines)
 
