@@ -2,10 +2,11 @@
 
 ``des validate collectives [--stride K] [--verbose] [--json]`` simulates every
 all-reduce row of the calibration tables that a preset system reproduces and prints
-simulated against measured with the error per table and size band (``--verbose``: each
-call's algorithm, protocol and channels); ``des validate operators [--device D]
-[--calibration-dir DIR] [--runtime R] [--json]`` compares a device's own operator tables
-with the mapper (:mod:`des.validate`).
+simulated against measured with the error per table and size band, and each table's
+noise floor (``--verbose``: each call's algorithm, protocol and channels); ``des validate
+operators [--device D] [--data PATH ...] [--runtime R] [--json]`` compares a device's
+own operator tables with the mapper, per file and per operator family
+(:mod:`des.validate`).
 """
 
 from __future__ import annotations
