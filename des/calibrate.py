@@ -57,6 +57,7 @@ from des.operators import Attention, BatchedMatmul, ElementwiseAdd, Gelu, LayerN
 from des.runtime import runtime_profile
 from des.specs import DeviceSpec
 from des.validate.calibration import read_rows
+from des.validate.floor import weighted_median
 
 #: Table kinds: columns, and the operator one row describes.
 TABLES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, str]], Any]]] = {
@@ -193,6 +194,7 @@ def read_measurements(tables: Sequence[tuple[Path, str]]) -> list[Measurement]:
     rows: list[Measurement] = []
     for path, op in tables:
         columns, build = TABLES[op]
+        already = len(rows)
         for number, row in enumerate(read_rows(path, columns), start=2):
             try:
                 operator = build(row)
@@ -202,28 +204,22 @@ def read_measurements(tables: Sequence[tuple[Path, str]]) -> list[Measurement]:
             if not (measured > 0 and math.isfinite(measured)):
                 raise DesError(f"{path}: line {number}: latency_s must be a positive number, got {row['latency_s']!r}")
             rows.append(Measurement(path.name, operator, measured))
-        if not any(m.file == path.name for m in rows):
+        if len(rows) == already:
             raise DesError(f"{path}: no rows")
     return rows
 
 
-def _weighted_median(values: list[tuple[float, float]]) -> float:
-    ordered = sorted(values)
-    total = sum(weight for _value, weight in ordered)
-    running = 0.0
-    for value, weight in ordered:
-        running += weight
-        if running >= total / 2:
-            return value
-    return ordered[-1][0]
+def launch_classes(rows: Sequence[Measurement]) -> set[str]:
+    """The operator classes whose tables show their launch: a row at most
+    :data:`LAUNCH_IDENTIFIABLE_S` long."""
+    return {row.operator.op_class for row in rows if row.measured_s <= LAUNCH_IDENTIFIABLE_S}
 
 
 class _Fit:
     """The mapper's latencies of the measured operators under trial parameters."""
 
-    def __init__(self, device: DeviceSpec, rows: list[Measurement]) -> None:
+    def __init__(self, device: DeviceSpec) -> None:
         self.device = dataclasses.replace(device, fitted=None)
-        self.rows = rows
 
     def kernel_s(self, params: MapperParams, rows: list[Measurement]) -> list[float]:
         return self.kernel_s_by_class(lambda _op_class: params, rows)
@@ -241,19 +237,17 @@ class _Fit:
         tell a launch from a slower kernel; it keeps the eager profile's figure.
         """
         residuals: dict[str, list[tuple[float, float]]] = {}
-        fastest: dict[str, float] = {}
         for row, simulated in zip(rows, kernel_s, strict=True):
-            op_class = row.operator.op_class
-            residuals.setdefault(op_class, []).append((row.measured_s - simulated, 1.0 / row.measured_s))
-            fastest[op_class] = min(fastest.get(op_class, math.inf), row.measured_s)
+            residuals.setdefault(row.operator.op_class, []).append((row.measured_s - simulated, 1.0 / row.measured_s))
         low, high = LAUNCH_BOUNDS_S
         profile = runtime_profile("eager")
+        shown = launch_classes(rows)
         out = {}
         for op_class, values in residuals.items():
-            if fastest[op_class] > LAUNCH_IDENTIFIABLE_S:
+            if op_class not in shown:
                 out[op_class] = profile.launch_overhead_for(op_class, self.device.name)
             else:
-                out[op_class] = min(max(_weighted_median(values), low), high)
+                out[op_class] = min(max(weighted_median(values), low), high)
         return out
 
     def error(self, params: MapperParams, rows: list[Measurement]) -> float:
@@ -361,9 +355,11 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
     CalibrationResult
     """
     rows = read_measurements(tables)
-    fit = _Fit(device, rows)
+    fit = _Fit(device)
     say = progress or (lambda _line: None)
-    before = _per_file(fit, lambda _c: DEFAULT_PARAMS, rows, runtime_launch=True)
+    profile = runtime_profile("eager")
+    before = _per_file(rows, fit.kernel_s(DEFAULT_PARAMS, rows),
+                       lambda op_class: profile.launch_overhead_for(op_class, fit.device.name))
     groups: dict[str, list[Measurement]] = {}
     for row in rows:
         groups.setdefault(dram_group(row.operator.op_class), []).append(row)
@@ -457,10 +453,7 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
         matrix_efficiency=round(matrix, 4) if matrix is not None else None,
         vector_efficiency=round(vector, 4) if vector is not None else None,
         dram_efficiency=tuple(sorted((group, round(value, 4)) for group, value in dram.items())),
-        eager_launch_s=tuple(sorted(
-            (c, round(seconds, 9)) for c, seconds in launches.items()
-            if min(row.measured_s for row in rows if row.operator.op_class == c) <= LAUNCH_IDENTIFIABLE_S
-        )),
+        eager_launch_s=tuple(sorted((c, round(seconds, 9)) for c, seconds in launches.items() if c in launch_classes(rows))),
         source=source,
     )
     fitted = {f"dram_efficiency.{group}": value for group, value in dram.items()}
@@ -468,7 +461,7 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
         fitted["matrix_efficiency"] = matrix
     if vector is not None:
         fitted["vector_efficiency"] = vector
-    after = _per_file(fit, params_of, rows, launches=launches)
+    after = _per_file(rows, kernel, launches.__getitem__)
     warnings = []
     for name, value in fitted.items():
         if min(abs(value - bound) for bound in EFFICIENCY_BOUNDS) < 2 * TOLERANCE:
@@ -480,17 +473,11 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
                              tuple(warnings), dict(launches))
 
 
-def _per_file(fit: _Fit, params_of: Callable[[str], MapperParams], rows: list[Measurement],
-              launches: dict[str, float] | None = None, runtime_launch: bool = False) -> dict[str, float]:
-    """MAPE (per cent) per file: with ``launches``, or the eager profile's (before fitting)."""
-    kernel = fit.kernel_s_by_class(params_of, rows)
-    profile = runtime_profile("eager")
+def _per_file(rows: list[Measurement], kernel_s: list[float], launch_of: Callable[[str], float]) -> dict[str, float]:
+    """MAPE (per cent) per file of the kernel times plus each class's launch."""
     errors: dict[str, list[float]] = {}
-    for row, t in zip(rows, kernel, strict=True):
-        if launches is not None:
-            launch = launches[row.operator.op_class]
-        else:
-            launch = profile.launch_overhead_for(row.operator.op_class, fit.device.name) if runtime_launch else 0.0
+    for row, t in zip(rows, kernel_s, strict=True):
+        launch = launch_of(row.operator.op_class)
         errors.setdefault(row.file, []).append(abs(t + launch - row.measured_s) / row.measured_s * 100)
     return {name: sum(values) / len(values) for name, values in errors.items()}
 

@@ -38,7 +38,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     """Run the fit, print it, write the YAML; return 0 (2 if the file cannot be written)."""
     from des.calibrate import calibrate, find_tables, fitted_yaml, format_result
     from des.cli.outputs import write_outputs
-    from des.outputs import check_writable
+    from des.outputs import check_writable, write_text
     from des.specs import resolve_preset
     from topologies import DEVICE_DIR, load_device
 
@@ -57,10 +57,4 @@ def run_calibrate(args: argparse.Namespace) -> int:
     else:
         print(format_result(result))
     text = fitted_yaml(path.read_text(encoding="utf-8"), result)
-    return write_outputs([(out, lambda target: _write(target, text))], sys.stderr if args.json else sys.stdout)
-
-
-def _write(target, text: str) -> None:
-    from des.outputs import write_text
-
-    write_text(target, text)
+    return write_outputs([(out, lambda target: write_text(target, text))], sys.stderr if args.json else sys.stdout)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def _weighted_median(points: list[tuple[float, float]]) -> float:
+def weighted_median(points: list[tuple[float, float]]) -> float:
     """The lower weighted median of ``(value, weight)`` pairs."""
     ordered = sorted(points)
     total = sum(weight for _value, weight in ordered)
@@ -53,7 +53,7 @@ def monotone_fit(measured: Sequence[float]) -> list[float]:
         while pools and pools[-1][1] > level:
             previous, _ = pools.pop()
             points = previous + points
-            level = _weighted_median(points)
+            level = weighted_median(points)
         pools.append((points, level))
     fitted: list[float] = []
     for points, level in pools:
