@@ -7,6 +7,7 @@ device; a study may pass its own :class:`MapperParams` (the cache keys on them).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -108,9 +109,12 @@ class MapperParams:
 DEFAULT_PARAMS = MapperParams()
 
 
+@functools.lru_cache(maxsize=256)
 def device_params(device, op_class: str) -> MapperParams:
     """The mapper parameters of an ``op_class`` operator on ``device``: the defaults with
-    its fitted values (``DeviceSpec.fitted``, written by ``des calibrate``) in place."""
+    its fitted values (``DeviceSpec.fitted``, written by ``des calibrate``) in place.
+
+    Remembered per (device, class): every schedule lookup asks, cache hits included."""
     fitted = getattr(device, "fitted", None)
     overrides = fitted.mapper_overrides(op_class) if fitted is not None else {}
     return replace(DEFAULT_PARAMS, **overrides) if overrides else DEFAULT_PARAMS
