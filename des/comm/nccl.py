@@ -35,6 +35,8 @@ from des.specs import CollectiveParams
 from des.units import GIGA, US, KiB
 
 ALGORITHMS = ("ring", "tree", "nvls", "nvls_tree")
+#: The algorithms that reduce in the switch (NVLS channels, chunk and latency figure).
+NVLS_ALGORITHMS = ("nvls", "nvls_tree")
 PROTOCOLS = ("ll", "ll128", "simple")
 
 # ----------------------------------------------------------------- NCCL's tables (tuning.cc)
@@ -317,7 +319,7 @@ def bus_to_algorithm_ratio(facts: GroupFacts, kind: str, algorithm: str) -> floa
     """Algorithm bandwidth over bus bandwidth: ring n / steps, NVLS and NVLS-tree 5/6, tree 1/2."""
     if algorithm == "ring":
         return facts.ranks / _steps(kind, facts.ranks)
-    return 5 / 6 if algorithm in ("nvls", "nvls_tree") else 0.5
+    return 5 / 6 if algorithm in NVLS_ALGORITHMS else 0.5
 
 
 def model(facts: GroupFacts, kind: str, algorithm: str, protocol: str, graph: NcclGraph) -> tuple[float, float]:
@@ -378,7 +380,7 @@ def choose(facts: GroupFacts, kind: str, nbytes: float, graph: NcclGraph) -> tup
 
 def runtime_channels(facts: GroupFacts, algorithm: str, protocol: str, nbytes: float, graph: NcclGraph) -> tuple[int, int]:
     """Channels and threads per channel NCCL launches for this call (enqueue.cc's cut)."""
-    if algorithm in ("nvls", "nvls_tree"):
+    if algorithm in NVLS_ALGORITHMS:
         return NVLS_CHANNELS, MAX_THREADS["simple"]
     channels = graph.runtime_channels
     threads = MAX_THREADS[protocol]
@@ -429,17 +431,17 @@ def plan_params(facts: GroupFacts, kind: str, nbytes: float, tuning: NcclTuning,
             raise DesError(f"NCCL cannot run {kind} with {chosen_algorithm}/{chosen_protocol} on this group")
     channels, _threads = runtime_channels(facts, chosen_algorithm, chosen_protocol, nbytes, graph)
     bus_gbps = bus_bandwidth_gbps(facts, kind, chosen_algorithm, chosen_protocol, graph)
-    full = NVLS_CHANNELS if chosen_algorithm in ("nvls", "nvls_tree") else graph.runtime_channels
+    full = NVLS_CHANNELS if chosen_algorithm in NVLS_ALGORITHMS else graph.runtime_channels
     per_channel = bus_gbps * GIGA / full * tuning.protocol_fraction(chosen_protocol)
     overhead = tuning.call_overhead_s if launch_overhead_s is None else launch_overhead_s
     base = BASE_LAT_US[chosen_algorithm][chosen_protocol]
     hop = HW_LAT_US[facts.intra][chosen_algorithm][chosen_protocol]
     net_hop = HW_LAT_US["net"][chosen_algorithm][chosen_protocol]
-    if chosen_algorithm in ("nvls", "nvls_tree"):
+    if chosen_algorithm in NVLS_ALGORITHMS:
         # NVLS's intra-machine model latency is the whole call's, not a hop's; NVLS-tree
         # pays the network's per tree hop.
         base, hop, net_hop = base + hop, 0.0, net_hop if facts.nodes > 1 else 0.0
-    stretch = tuning.nvls_latency if chosen_algorithm in ("nvls", "nvls_tree") else tuning.protocol_latency(chosen_protocol)
+    stretch = tuning.nvls_latency if chosen_algorithm in NVLS_ALGORITHMS else tuning.protocol_latency(chosen_protocol)
     # A hop between machines is the network transport's (NIC, PCIe, proxy thread): its
     # own achieved multiple of NCCL's figure.
     base, hop, net_hop = base * stretch, hop * stretch, net_hop * tuning.net_latency
@@ -448,7 +450,7 @@ def plan_params(facts: GroupFacts, kind: str, nbytes: float, tuning: NcclTuning,
         launch_latency_s=overhead + base * US,
         step_latency_s=max(0.0, hop * US - facts.wire_latency_s),
         bandwidth_efficiency=min(1.0, payload * tuning.link_fraction),
-        chunk_bytes=(NVLS_CHUNK_BYTES if chosen_algorithm in ("nvls", "nvls_tree") else STEP_BYTES[chosen_protocol]),
+        chunk_bytes=(NVLS_CHUNK_BYTES if chosen_algorithm in NVLS_ALGORITHMS else STEP_BYTES[chosen_protocol]),
         compute_units=channels,
         channels=channels,
         algorithm="ring",
