@@ -5,16 +5,22 @@ datasheet gives, and a host-timed call costs its runtime's launch on top. From a
 microbenchmark tables of the device this module fits, with bounds that keep them
 physical (:mod:`des.fitted`):
 
-- ``dram_efficiency`` (0.3-1.0) per operator group (:data:`des.fitted.DRAM_GROUPS`):
+- ``dram_efficiency`` (0.1-1.0) per operator group (:data:`des.fitted.DRAM_GROUPS`):
   the fraction of the DRAM peak that group's kernels sustain, each from its own tables
   (row-wise: softmax, layernorm; element-wise: GELU, add; GEMMs: matmul, attention);
+  a group without tables keeps the mapper's default;
 - ``matrix_efficiency`` (0.3-1.0): the fraction of the matrix peak a GEMM's main loop
   sustains, from the GEMM (and attention) tables, fitted in turn with their DRAM
   fraction (small GEMMs are DRAM-bound, large ones compute-bound);
 - ``vector_efficiency`` (0.3-1.0): the fraction of the vector units' issue rate those
   kernels sustain (one for the device), fitted jointly with their DRAM fractions when
   the tables hold both a vector-bound kind (softmax, GELU) and a DRAM-bound one
-  (layernorm, add), the only way to tell the two apart; else left at its default;
+  (layernorm, add), the only way to tell the two apart. Tables of one kind alone move
+  the resource that bounds their rows under the datasheet model (the vector fraction
+  for an A100's softmax, whose exponentials outlast its DRAM traffic), and leave the
+  other at its default;
+- a streaming fraction that lowers the error by less than :data:`SIGNIFICANT_PP` keeps
+  its default: the tables do not tell it apart;
 - ``eager_launch_s`` per operator class (0-200 us): the host-timed overhead of one
   eager call, for each fitted set of efficiencies the weighted median of measured
   minus simulated (the value that minimises the mean absolute percentage error
@@ -101,8 +107,17 @@ def _combined(row: dict[str, str]) -> Any:
 
 TABLES["ops"] = (("op", "shape", "latency_s"), _combined)
 
-#: Bounds of the fitted parameters.
+#: Bounds of the fitted fractions of the matrix and vector peaks.
 EFFICIENCY_BOUNDS = (0.3, 1.0)
+#: Bounds of a fitted DRAM fraction. Lower than the compute bounds because real
+#: streaming kernels go that low: the MI210's ROCm softmax and layernorm sustain 15-25 %
+#: of its DRAM peak (LLMCompass artifact, figure 5); below a tenth a kernel is not
+#: streaming at all.
+DRAM_BOUNDS = (0.1, 1.0)
+#: A streaming fraction leaves its physical default only if that lowers the tables'
+#: error by at least this much (percentage points): host-timed medians scatter by about
+#: a per cent, and a parameter that gains less is not told apart by the tables.
+SIGNIFICANT_PP = 1.0
 LAUNCH_BOUNDS_S = (0.0, 200e-6)
 #: A class's launch is fitted only if its fastest row is at most this long: beyond it a
 #: launch of tens of microseconds cannot be told from a slower kernel.
@@ -147,6 +162,7 @@ class CalibrationResult:
     mape_after_pct: dict[str, float]
     warnings: tuple[str, ...]
     launches_s: dict[str, float] = dataclasses.field(default_factory=dict)
+    notes: tuple[str, ...] = ()
 
 
 def find_tables(device: str, data: Sequence[str | Path]) -> tuple[list[tuple[Path, str]], list[str]]:
@@ -261,16 +277,16 @@ class _Fit:
         ) / len(rows)
 
 
-def _nelder_mead(objective: Callable[[list[float]], float], start: list[float], low: float, high: float,
-                 step: float = 0.05, max_evals: int = 120) -> list[float]:
-    """Bounded Nelder-Mead: the minimiser of ``objective`` near ``start`` (each
-    coordinate clipped to ``[low, high]``), to :data:`TOLERANCE` in every coordinate.
+def _nelder_mead(objective: Callable[[list[float]], float], start: list[float],
+                 bounds: Sequence[tuple[float, float]], step: float = 0.05, max_evals: int = 120) -> list[float]:
+    """Bounded Nelder-Mead: the minimiser of ``objective`` near ``start`` (coordinate
+    ``i`` clipped to ``bounds[i]``), to :data:`TOLERANCE` in every coordinate.
 
     Alternating one-dimensional searches stall in a diagonal valley (a lower DRAM
     fraction traded for a higher vector fraction); the simplex follows it.
     """
     def clip(point):
-        return [min(max(x, low), high) for x in point]
+        return [min(max(x, low), high) for x, (low, high) in zip(point, bounds, strict=True)]
 
     def value(point):
         return objective(clip(point))
@@ -307,6 +323,54 @@ def _nelder_mead(objective: Callable[[list[float]], float], start: list[float], 
                 scores = [scores[0]] + [value(p) for p in simplex[1:]]
                 evals += len(simplex) - 1
     return simplex[min(range(len(simplex)), key=lambda i: scores[i])]
+
+
+def _fit_one_kind(fit: _Fit, streaming: dict[str, list[Measurement]], every: list[Measurement],
+                  params_at: Callable[[dict[str, float], float | None], Callable[[str], MapperParams]],
+                  say: Callable[[str], None]) -> tuple[float | None, dict[str, float], list[str]]:
+    """The streaming fractions when the tables hold one kind of kernel only.
+
+    Such tables cannot tell a slower vector unit from a slower DRAM (the two trade off
+    along a valley), so the fit moves the resource that bounds the rows under the
+    datasheet model: the vector fraction if halving the vector rate would slow them
+    more than halving the DRAM fraction, else each group's DRAM fraction. A fraction
+    that lowers the error by less than :data:`SIGNIFICANT_PP` keeps its default.
+
+    Returns
+    -------
+    (vector fraction or None, {group: DRAM fraction}, notes on what was left at its default)
+    """
+    default = DEFAULT_PARAMS.dram_efficiency
+    defaults = dict.fromkeys(streaming, default)
+    base = fit.kernel_s_by_class(params_at(defaults, None), every)
+    slow_vector = fit.kernel_s_by_class(params_at(defaults, DEFAULT_PARAMS.vector_efficiency / 2), every)
+    slow_dram = fit.kernel_s_by_class(params_at(dict.fromkeys(streaming, default / 2), None), every)
+    weights = [1.0 / row.measured_s for row in every]
+    by_vector = sum(w * (v - t) for w, v, t in zip(weights, slow_vector, base, strict=True))
+    by_dram = sum(w * (d - t) for w, d, t in zip(weights, slow_dram, base, strict=True))
+    if by_vector > by_dram:
+        say(f"the {len(every)} row-wise / element-wise rows are bound by vector work: fitting the vector fraction")
+        vector = _golden(lambda e: fit.error_by_class(params_at(defaults, e), every), *EFFICIENCY_BOUNDS)
+        gain = fit.error_by_class(params_at(defaults, None), every) - fit.error_by_class(params_at(defaults, vector), every)
+        notes = [f"the row-wise / element-wise rows are bound by vector work under the datasheet: their DRAM "
+                 f"fractions keep the default {default:.2f}"]
+        if gain * 100 >= SIGNIFICANT_PP:
+            return vector, {}, notes
+        notes.append(f"vector_efficiency keeps its default: fitting it gained {gain * 100:.2f} points (< {SIGNIFICANT_PP})")
+        return None, {}, notes
+    fitted, notes = {}, []
+    for group, members in streaming.items():
+        say(f"fitting the DRAM fraction of {group} operators on {len(members)} rows")
+        value = _golden(lambda e, members=members, group=group: fit.error_by_class(params_at({group: e}, None), members),
+                        *DRAM_BOUNDS)
+        gain = (fit.error_by_class(params_at({group: default}, None), members)
+                - fit.error_by_class(params_at({group: value}, None), members))
+        if gain * 100 >= SIGNIFICANT_PP:
+            fitted[group] = value
+        else:
+            notes.append(f"dram_efficiency.{group} keeps its default {default:.2f}: fitting it gained "
+                         f"{gain * 100:.2f} points (< {SIGNIFICANT_PP})")
+    return None, fitted, notes
 
 
 def _settled(before: tuple[float, dict[str, float]], after: tuple[float, dict[str, float]]) -> bool:
@@ -364,6 +428,7 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
     for row in rows:
         groups.setdefault(dram_group(row.operator.op_class), []).append(row)
     dram: dict[str, float] = {}
+    notes: list[str] = []
     matrix: float | None = None
     vector: float | None = None
     streaming = {group: members for group, members in groups.items() if group != "matmul"}
@@ -381,7 +446,10 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
             values = {} if vector_fraction is None else {"vector_efficiency": vector_fraction}
             return lambda c: dataclasses.replace(DEFAULT_PARAMS, dram_efficiency=drams[dram_group(c)], **values)
 
-        for _round in range(MAX_ROUNDS if split else 1):
+        if not split:
+            vector, fitted_dram, notes = _fit_one_kind(fit, streaming, every, params_at, say)
+            dram.update(fitted_dram)
+        for _round in range(MAX_ROUNDS if split else 0):
             previous = (vector or 1.0, dict(dram))
             for group, members in streaming.items():
                 say(f"fitting the DRAM fraction of {group} operators on {len(members)} rows")
@@ -389,10 +457,8 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
                     lambda e, members=members, group=group, vector=vector: fit.error_by_class(
                         params_at({group: e}, vector), members
                     ),
-                    *EFFICIENCY_BOUNDS,
+                    *DRAM_BOUNDS,
                 )
-            if not split:
-                break
             say(f"fitting the vector fraction on {len(every)} rows")
             vector = _golden(lambda e: fit.error_by_class(params_at(dram, e), every), *EFFICIENCY_BOUNDS)
             if _settled(previous, (vector, dram)):
@@ -409,7 +475,7 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
             starts = [[dram[n] for n in names] + [vector]]
             starts += [[d] * len(names) + [v] for d in GRID for v in GRID]
             start = min(starts, key=streaming_error)
-            point = _nelder_mead(streaming_error, start, *EFFICIENCY_BOUNDS)
+            point = _nelder_mead(streaming_error, start, [DRAM_BOUNDS] * len(names) + [EFFICIENCY_BOUNDS])
             dram.update(zip(names, point[:-1], strict=True))
             vector = point[-1]
     if "matmul" in groups:
@@ -420,17 +486,17 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
         # fraction (large M), each in turn until they settle.
         for _round in range(MAX_ROUNDS):
             previous = (trial.matrix_efficiency, {"matmul": trial.dram_efficiency})
-            for name in ("dram_efficiency", "matrix_efficiency"):
+            for name, bounds in (("dram_efficiency", DRAM_BOUNDS), ("matrix_efficiency", EFFICIENCY_BOUNDS)):
                 value = _golden(
                     lambda e, name=name, base=trial: fit.error(dataclasses.replace(base, **{name: e}), members),
-                    *EFFICIENCY_BOUNDS,
+                    *bounds,
                 )
                 trial = dataclasses.replace(trial, **{name: value})
             if _settled(previous, (trial.matrix_efficiency, {"matmul": trial.dram_efficiency})):
                 break
         point = _nelder_mead(
             lambda p: fit.error(dataclasses.replace(DEFAULT_PARAMS, dram_efficiency=p[0], matrix_efficiency=p[1]), members),
-            [trial.dram_efficiency, trial.matrix_efficiency], *EFFICIENCY_BOUNDS,
+            [trial.dram_efficiency, trial.matrix_efficiency], [DRAM_BOUNDS, EFFICIENCY_BOUNDS],
         )
         trial = dataclasses.replace(trial, dram_efficiency=point[0], matrix_efficiency=point[1])
         matrix, dram["matmul"] = trial.matrix_efficiency, trial.dram_efficiency
@@ -464,13 +530,14 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
     after = _per_file(rows, kernel, launches.__getitem__)
     warnings = []
     for name, value in fitted.items():
-        if min(abs(value - bound) for bound in EFFICIENCY_BOUNDS) < 2 * TOLERANCE:
-            warnings.append(f"{name} = {value:.3f} sits on its bound {EFFICIENCY_BOUNDS}: the tables ask for more than a physical fraction")
+        bounds = DRAM_BOUNDS if name.startswith("dram") else EFFICIENCY_BOUNDS
+        if min(abs(value - bound) for bound in bounds) < 2 * TOLERANCE:
+            warnings.append(f"{name} = {value:.3f} sits on its bound {bounds}: the tables ask for more than a physical fraction")
     for op_class, seconds in launches.items():
         if seconds in LAUNCH_BOUNDS_S:
             warnings.append(f"eager launch of {op_class} = {seconds * 1e6:.1f} us sits on its bound")
     return CalibrationResult(device.name, result, tuple(str(p) for p, _ in tables), tuple(ignored), before, after,
-                             tuple(warnings), dict(launches))
+                             tuple(warnings), dict(launches), tuple(notes))
 
 
 def _per_file(rows: list[Measurement], kernel_s: list[float], launch_of: Callable[[str], float]) -> dict[str, float]:
@@ -482,12 +549,17 @@ def _per_file(rows: list[Measurement], kernel_s: list[float], launch_of: Callabl
     return {name: sum(values) / len(values) for name, values in errors.items()}
 
 
+_FITTED_HEADER = "# Fitted by des calibrate (not datasheet figures): what this device's kernels achieve."
+
+
 def fitted_yaml(original_text: str, result: CalibrationResult) -> str:
     """The device YAML with the ``fitted:`` block set: the original text, its datasheet
     figures and their source comments untouched, any old ``fitted:`` block replaced."""
     kept: list[str] = []
     skipping = False
     for line in original_text.splitlines():
+        if line == _FITTED_HEADER:
+            continue
         if re.match(r"^fitted\s*:", line):
             skipping = True
             continue
@@ -498,8 +570,7 @@ def fitted_yaml(original_text: str, result: CalibrationResult) -> str:
     while kept and not kept[-1].strip():
         kept.pop()
     fitted = result.fitted
-    block = ["", "# Fitted by des calibrate (not datasheet figures): what this device's kernels achieve.",
-             "fitted:", f"  source: {fitted.source!r}"]
+    block = ["", _FITTED_HEADER, "fitted:", f"  source: {fitted.source!r}"]
     if fitted.matrix_efficiency is not None:
         block.append(f"  matrix_efficiency: {fitted.matrix_efficiency:.4f}  # of the matrix peak, GEMM main loops")
     if fitted.vector_efficiency is not None:
@@ -532,6 +603,7 @@ def format_result(result: CalibrationResult) -> str:
     lines.append(f"  {'file':<28} {'MAPE datasheet':>15} {'MAPE fitted':>12}")
     for name, after in result.mape_after_pct.items():
         lines.append(f"  {name:<28} {result.mape_before_pct[name]:>13.2f} % {after:>10.2f} %")
+    lines += [f"  note: {note}" for note in result.notes]
     lines += [f"warning: {warning}" for warning in result.warnings]
     if result.ignored:
         lines.append(f"ignored (not {result.device}'s tables): {', '.join(result.ignored)}")

@@ -10,7 +10,7 @@ from helpers import calibration_folder, call
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from des.calibrate import EFFICIENCY_BOUNDS, calibrate, find_tables
+from des.calibrate import DRAM_BOUNDS, EFFICIENCY_BOUNDS, SIGNIFICANT_PP, calibrate, find_tables
 from des.errors import DesError
 from des.fitted import FittedParams
 from des.mapper import schedule_for
@@ -74,8 +74,43 @@ def test_fitted_values_stay_inside_their_bounds(tmp_path):
     result = calibrate(PLAIN, *find_tables("a100", [tmp_path]))
     low, high = EFFICIENCY_BOUNDS
     assert low <= result.fitted.matrix_efficiency <= high
+    low, high = DRAM_BOUNDS
     assert all(low <= value <= high for _group, value in result.fitted.dram_efficiency)
     assert any("bound" in warning for warning in result.warnings)
+
+
+def _one_table(folder, kind, rows, truth):
+    real = dataclasses.replace(PLAIN, fitted=truth)
+    build = {"softmax": Softmax, "layernorm": LayerNorm}[kind]
+    lines = ["rows,cols,latency_s"] + [f"{r},{c},{_measure(real, build(r, c))!r}" for r, c in rows]
+    (folder / f"a100_{kind}.csv").write_text("\n".join(lines) + "\n")
+    return calibrate(PLAIN, *find_tables("a100", [folder]))
+
+
+def test_softmax_alone_moves_the_vector_fraction_that_bounds_it(tmp_path):
+    # On an A100 softmax's exponentials outlast its DRAM traffic: a slower softmax is a
+    # slower vector unit, and the DRAM fraction (which layernorm would inherit) stays put.
+    truth = FittedParams(vector_efficiency=0.75, eager_launch_s=(("softmax", 9e-6),))
+    result = _one_table(tmp_path, "softmax", SOFTMAXES, truth)
+    assert result.fitted.vector_efficiency == pytest.approx(0.75, rel=0.02)
+    assert "rowwise" not in dict(result.fitted.dram_efficiency)
+    assert any("bound by vector work" in note for note in result.notes)
+
+
+def test_layernorm_alone_moves_the_dram_fraction_that_bounds_it(tmp_path):
+    truth = FittedParams(dram_efficiency=(("rowwise", 0.6),), eager_launch_s=(("layernorm", 30e-6),))
+    result = _one_table(tmp_path, "layernorm", LAYERNORMS, truth)
+    assert dict(result.fitted.dram_efficiency)["rowwise"] == pytest.approx(0.6, rel=0.02)
+    assert result.fitted.vector_efficiency is None
+
+
+def test_a_fraction_the_tables_cannot_tell_apart_keeps_its_default(tmp_path):
+    # Measurements of the datasheet device itself, 0.5 % slower: fitting gains less than
+    # SIGNIFICANT_PP, so nothing moves off its default.
+    truth = FittedParams(vector_efficiency=0.995, eager_launch_s=(("softmax", 9e-6),))
+    result = _one_table(tmp_path, "softmax", SOFTMAXES, truth)
+    assert result.fitted.vector_efficiency is None and not result.fitted.dram_efficiency
+    assert any(f"< {SIGNIFICANT_PP}" in note for note in result.notes)
 
 
 @pytest.mark.parametrize(
@@ -130,6 +165,21 @@ def test_the_a100_and_mi210_presets_carry_their_own_fit():
         # The preset holds what the fit finds today (to the rounding it writes).
         assert device.fitted.matrix_efficiency == pytest.approx(result.fitted.matrix_efficiency, abs=1e-4)
         assert dict(device.fitted.dram_efficiency) == pytest.approx(dict(result.fitted.dram_efficiency), abs=1e-4)
+        assert (device.fitted.vector_efficiency is None) == (result.fitted.vector_efficiency is None)
+        if result.fitted.vector_efficiency is not None:
+            assert device.fitted.vector_efficiency == pytest.approx(result.fitted.vector_efficiency, abs=1e-4)
+
+
+def test_softmax_stages_a_row_that_layernorm_must_chunk():
+    # A 32 KiB row (16384 fp16) fits an A100 unit's 96 KiB double buffer (softmax keeps
+    # the row in shared memory) but not a lane group's quarter of it (layernorm).
+    device = load_device("a100")
+    softmax = schedule_for(device, Softmax(4096, 16384))[0].mapping
+    layernorm = schedule_for(device, LayerNorm(4096, 16384))[0].mapping
+    assert (softmax["column_chunks"], softmax["dram_reads"]) == (False, 1)
+    assert (layernorm["column_chunks"], layernorm["dram_reads"]) == (True, 2)
+    shorter = schedule_for(device, LayerNorm(4096, 8192))[0].mapping
+    assert (shorter["column_chunks"], shorter["dram_reads"]) == (False, 1)
 
 
 def test_a_row_longer_than_the_sram_budget_costs_more_than_one_dram_pass():

@@ -52,7 +52,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         print(json.dumps({
             "device": result.device, "fitted": result.fitted.as_mapping(), "files": list(result.files),
             "ignored": list(result.ignored), "mape_before_pct": result.mape_before_pct,
-            "mape_after_pct": result.mape_after_pct, "warnings": list(result.warnings), "out": str(out),
+            "mape_after_pct": result.mape_after_pct, "warnings": list(result.warnings), "notes": list(result.notes),
+            "out": str(out),
         }, sort_keys=True))
     else:
         print(format_result(result))

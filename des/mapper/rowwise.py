@@ -9,10 +9,12 @@ Row-wise operators
     SIMD slot per cycle (``lanes * width`` per cycle): the reductions accumulate in
     fp32 (PyTorch's ``acc_type``), and an exponential costs ``exp_vector_flops`` of
     them. The row tile is double-buffered in half the SRAM, so DRAM traffic overlaps
-    compute except the first wave's load and the last wave's store. Rows too long for
-    half the SRAM are processed in column chunks, reading the input twice (a pass for
-    the statistics, one to normalise). Search: ``r`` (powers of two) and ``p`` (the
-    divisors of the lane count), vectorised.
+    compute except the first wave's load and the last wave's store. How much of the
+    SRAM one row may hold depends on the kernel (:data:`ROW_SHARE`): softmax stages a
+    whole row in the unit's shared memory, normalisation kernels keep a row per lane
+    group. A longer row is processed in column chunks and read from DRAM once per pass
+    of its algorithm (:data:`CHUNKED_READS`). Search: ``r`` (powers of two) and ``p``
+    (the divisors of the lane count), vectorised.
 Element-wise operators
     A roofline: ``max(flops / vector peak, bytes / DRAM bandwidth)``, streamed over all
     units.
@@ -45,6 +47,22 @@ SOFTMAX_REDUCTIONS = 2
 LAYERNORM_OPS_PER_ELEMENT = 8
 #: Layernorm reductions per row: the sum and the sum of squares.
 LAYERNORM_REDUCTIONS = 2
+
+#: DRAM reads of a row too long to stay in the SRAM, per kind: one per pass of the
+#: algorithm over the row. Layernorm: Welford's one-pass mean and variance, then the
+#: normalisation (PyTorch's layer-norm kernels and Triton's looped reductions both
+#: accumulate Welford statistics). Softmax: the online max-and-sum pass (Milakov and
+#: Gimelshein, "Online normalizer calculation for softmax", 2018) and the normalisation;
+#: the router's top-k softmax likewise. RMSNorm: the sum of squares and the scaling.
+CHUNKED_READS = {"layernorm": 2, "softmax": 2, "topk_softmax": 2, "rmsnorm": 2}
+
+#: The share of a unit's double buffer one row may hold before it must be chunked:
+#: "unit" - the whole half SRAM (PyTorch's ``cunn_SoftMaxForwardSmem`` stages a row in
+#: shared memory, one block per row, whenever it fits); "lane group" - half the SRAM over
+#: the unit's lane groups (PyTorch's ``vectorized_layer_norm_kernel`` and Triton's
+#: looped reductions keep no row in shared memory: each warp scheduler's warps stream
+#: their own rows and re-read them for the next pass).
+ROW_SHARE = {"softmax": "unit", "topk_softmax": "unit", "layernorm": "lane group", "rmsnorm": "lane group"}
 
 #: Operations per row besides its elements: the reciprocal of the softmax sum or the
 #: layernorm's 1/sqrt(variance), one special-function instruction per row.
@@ -99,9 +117,11 @@ def schedule_rowwise(operator: Any, device: DeviceSpec, params: MapperParams) ->
     half_sram = device.sram_bytes_per_unit / 2
     ops_element, reductions, ops_row = _row_cost_parameters(operator, device)
 
-    # A row longer than half the SRAM is processed in chunks and read twice.
-    chunked = cols * b > half_sram
-    reads = 2 if chunked else 1
+    # A row longer than its share of the double buffer is processed in chunks and read
+    # once per pass.
+    share = half_sram if ROW_SHARE[operator.kind] == "unit" else half_sram / device.vector_lanes_per_unit
+    chunked = cols * b > share
+    reads = CHUNKED_READS[operator.kind] if chunked else 1
     row_tiles = ROW_TILES[:1] if chunked else ROW_TILES
     r_values = [r for r in row_tiles if r == 1 or r * cols * b <= half_sram]
     r_values = [r for i, r in enumerate(r_values) if i == 0 or r_values[i - 1] < rows]
