@@ -16,9 +16,9 @@ physical (:mod:`des.fitted`):
   kernels sustain (one for the device), fitted jointly with their DRAM fractions when
   the tables hold both a vector-bound kind (softmax, GELU) and a DRAM-bound one
   (layernorm, add), the only way to tell the two apart. Tables of one kind alone move
-  the resource that bounds their rows under the datasheet model (the vector fraction
-  for an A100's softmax, whose exponentials outlast its DRAM traffic), and leave the
-  other at its default;
+  one of the two, the one that explains them better by a clear margin, else the
+  resource that bounds their rows under the datasheet model (an A100's softmax: its
+  exponentials outlast its DRAM traffic), and leave the other at its default;
 - a streaming fraction that lowers the error by less than :data:`SIGNIFICANT_PP` keeps
   its default: the tables do not tell it apart;
 - ``eager_launch_s`` per operator class (0-200 us): the host-timed overhead of one
@@ -330,43 +330,60 @@ def _fit_one_kind(fit: _Fit, streaming: dict[str, list[Measurement]], every: lis
                   say: Callable[[str], None]) -> tuple[float | None, dict[str, float], list[str]]:
     """The streaming fractions when the tables hold one kind of kernel only.
 
-    Such tables cannot tell a slower vector unit from a slower DRAM (the two trade off
-    along a valley), so the fit moves the resource that bounds the rows under the
-    datasheet model: the vector fraction if halving the vector rate would slow them
-    more than halving the DRAM fraction, else each group's DRAM fraction. A fraction
-    that lowers the error by less than :data:`SIGNIFICANT_PP` keeps its default.
+    Such tables barely tell a slower vector unit from a slower DRAM (the two trade off
+    along a valley). Both explanations are fitted: the vector fraction alone, and each
+    group's DRAM fraction alone. The one with the smaller error wins if it is smaller by
+    :data:`SIGNIFICANT_PP` or more; otherwise the resource that bounds the rows under
+    the datasheet model (the one whose halving would slow them more) is taken. A
+    fraction that then lowers the error by less than :data:`SIGNIFICANT_PP` keeps its
+    default.
 
     Returns
     -------
-    (vector fraction or None, {group: DRAM fraction}, notes on what was left at its default)
+    (vector fraction or None, {group: DRAM fraction}, notes on the choice)
     """
     default = DEFAULT_PARAMS.dram_efficiency
     defaults = dict.fromkeys(streaming, default)
-    base = fit.kernel_s_by_class(params_at(defaults, None), every)
-    slow_vector = fit.kernel_s_by_class(params_at(defaults, DEFAULT_PARAMS.vector_efficiency / 2), every)
-    slow_dram = fit.kernel_s_by_class(params_at(dict.fromkeys(streaming, default / 2), None), every)
-    weights = [1.0 / row.measured_s for row in every]
-    by_vector = sum(w * (v - t) for w, v, t in zip(weights, slow_vector, base, strict=True))
-    by_dram = sum(w * (d - t) for w, d, t in zip(weights, slow_dram, base, strict=True))
-    if by_vector > by_dram:
-        say(f"the {len(every)} row-wise / element-wise rows are bound by vector work: fitting the vector fraction")
-        vector = _golden(lambda e: fit.error_by_class(params_at(defaults, e), every), *EFFICIENCY_BOUNDS)
-        gain = fit.error_by_class(params_at(defaults, None), every) - fit.error_by_class(params_at(defaults, vector), every)
-        notes = [f"the row-wise / element-wise rows are bound by vector work under the datasheet: their DRAM "
-                 f"fractions keep the default {default:.2f}"]
+    base_error = fit.error_by_class(params_at(defaults, None), every)
+
+    say(f"fitting the vector fraction alone on {len(every)} row-wise / element-wise rows")
+    vector = _golden(lambda e: fit.error_by_class(params_at(defaults, e), every), *EFFICIENCY_BOUNDS)
+    vector_error = fit.error_by_class(params_at(defaults, vector), every)
+    drams = {}
+    for group, members in streaming.items():
+        say(f"fitting the DRAM fraction of {group} operators alone on {len(members)} rows")
+        drams[group] = _golden(
+            lambda e, members=members, group=group: fit.error_by_class(params_at({group: e}, None), members), *DRAM_BOUNDS
+        )
+    dram_error = fit.error_by_class(params_at(drams, None), every)
+
+    if abs(vector_error - dram_error) * 100 >= SIGNIFICANT_PP:
+        by_vector = vector_error < dram_error
+        why = (f"the tables prefer the {'vector' if by_vector else 'DRAM'} explanation "
+               f"({min(vector_error, dram_error) * 100:.2f} % against {max(vector_error, dram_error) * 100:.2f} %)")
+    else:
+        base = fit.kernel_s_by_class(params_at(defaults, None), every)
+        slow_vector = fit.kernel_s_by_class(params_at(defaults, DEFAULT_PARAMS.vector_efficiency / 2), every)
+        slow_dram = fit.kernel_s_by_class(params_at(dict.fromkeys(streaming, default / 2), None), every)
+        weights = [1.0 / row.measured_s for row in every]
+        by_vector = (sum(w * (v - t) for w, v, t in zip(weights, slow_vector, base, strict=True))
+                     > sum(w * (d - t) for w, d, t in zip(weights, slow_dram, base, strict=True)))
+        why = (f"the tables fit a slower vector unit and a slower DRAM alike; their rows are bound by "
+               f"{'vector work' if by_vector else 'DRAM'} under the datasheet")
+    if by_vector:
+        notes = [f"{why}: the vector fraction may move, the DRAM fractions keep the default {default:.2f}"]
+        gain = base_error - vector_error
         if gain * 100 >= SIGNIFICANT_PP:
             return vector, {}, notes
         notes.append(f"vector_efficiency keeps its default: fitting it gained {gain * 100:.2f} points (< {SIGNIFICANT_PP})")
         return None, {}, notes
-    fitted, notes = {}, []
+    notes = [f"{why}: the DRAM fractions may move, the vector fraction keeps its default"]
+    fitted = {}
     for group, members in streaming.items():
-        say(f"fitting the DRAM fraction of {group} operators on {len(members)} rows")
-        value = _golden(lambda e, members=members, group=group: fit.error_by_class(params_at({group: e}, None), members),
-                        *DRAM_BOUNDS)
         gain = (fit.error_by_class(params_at({group: default}, None), members)
-                - fit.error_by_class(params_at({group: value}, None), members))
+                - fit.error_by_class(params_at({group: drams[group]}, None), members))
         if gain * 100 >= SIGNIFICANT_PP:
-            fitted[group] = value
+            fitted[group] = drams[group]
         else:
             notes.append(f"dram_efficiency.{group} keeps its default {default:.2f}: fitting it gained "
                          f"{gain * 100:.2f} points (< {SIGNIFICANT_PP})")

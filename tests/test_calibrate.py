@@ -88,13 +88,13 @@ def _one_table(folder, kind, rows, truth):
 
 
 def test_softmax_alone_moves_the_vector_fraction_that_bounds_it(tmp_path):
-    # On an A100 softmax's exponentials outlast its DRAM traffic: a slower softmax is a
-    # slower vector unit, and the DRAM fraction (which layernorm would inherit) stays put.
+    # Softmax measured on a device with a slower vector unit: the vector explanation fits
+    # them, the DRAM one does not, and the DRAM fraction (layernorm's too) stays put.
     truth = FittedParams(vector_efficiency=0.75, eager_launch_s=(("softmax", 9e-6),))
     result = _one_table(tmp_path, "softmax", SOFTMAXES, truth)
     assert result.fitted.vector_efficiency == pytest.approx(0.75, rel=0.02)
     assert "rowwise" not in dict(result.fitted.dram_efficiency)
-    assert any("bound by vector work" in note for note in result.notes)
+    assert any("prefer the vector explanation" in note for note in result.notes)
 
 
 def test_layernorm_alone_moves_the_dram_fraction_that_bounds_it(tmp_path):
