@@ -215,3 +215,41 @@ def test_the_h100_preset_against_its_measurements_per_family():
     # Fitted on these same rows (des calibrate): an in-sample guard, per family.
     assert families["matmul"] <= 8.0 and families["attention"] <= 10.0
     assert all(value <= 20.0 for value in families.values()), families
+
+
+def _load_measure_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "measure_ops.py"
+    spec = importlib.util.spec_from_file_location("measure_ops", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # torch is imported only inside main()
+    return module
+
+
+def test_the_minimal_microbenchmark_set_fits_every_parameter(tmp_path):
+    # The README's short list for new hardware (scripts/measure_ops.py --set minimal):
+    # measurements of a known device at exactly those shapes give back its parameters.
+    from des.calibrate import COMBINED_SHAPES
+
+    minimal = _load_measure_script().MINIMAL
+    truth = FittedParams(
+        matrix_efficiency=0.80, vector_efficiency=0.85,
+        dram_efficiency=(("elementwise", 0.80), ("matmul", 0.75), ("rowwise", 0.70)),
+        eager_launch_s=(("attention", 20e-6), ("elementwise", 12e-6), ("gelu", 14e-6), ("layernorm", 30e-6),
+                        ("matmul", 15e-6), ("softmax", 9e-6)),
+    )
+    real = dataclasses.replace(PLAIN, fitted=truth)
+    shapes = [("matmul", "x".join(map(str, s))) for s in minimal["matmul"]]
+    shapes += [(kind, f"{r}x{c}") for kind in ("softmax", "layernorm", "gelu") for r, c in minimal[kind]]
+    shapes += [("add", str(e)) for e in minimal["add"]]
+    shapes += [("attention", "x".join(map(str, a[:5])) + ("c" if a[5] else "")) for a in minimal["attention"]]
+    lines = ["op,shape,latency_s"] + [f"{op},{shape},{_measure(real, COMBINED_SHAPES[op](shape))!r}" for op, shape in shapes]
+    (tmp_path / "a100_ops.csv").write_text("\n".join(lines) + "\n")
+    assert len(shapes) <= 25
+    fitted = calibrate(PLAIN, *find_tables("a100", [tmp_path])).fitted
+    assert fitted.matrix_efficiency == pytest.approx(0.80, rel=0.02)
+    assert fitted.vector_efficiency == pytest.approx(0.85, rel=0.02)
+    assert dict(fitted.dram_efficiency) == pytest.approx(dict(truth.dram_efficiency), rel=0.02)
+    assert dict(fitted.eager_launch_s) == pytest.approx(dict(truth.eager_launch_s), rel=0.02, abs=0.3e-6)

@@ -1,9 +1,10 @@
-"""Measure real operator latencies on an NVIDIA GPU with PyTorch (fp16) for calibration.
+"""Measure real operator latencies on a GPU with PyTorch (fp16), for ``des calibrate``.
 
-Run on a machine with a CUDA GPU and PyTorch::
+Run on a machine with a CUDA or ROCm GPU and PyTorch::
 
-    python scripts/measure_h100_ops.py --out tests/data/h100
-    python scripts/measure_h100_ops.py --out mydata --device-name rtx4090   # then: des calibrate rtx4090 --data mydata
+    python scripts/measure_ops.py --out mydata --device-name rtx4090 --set minimal   # a minute
+    des calibrate rtx4090 --data mydata --out rtx4090-calibrated.yaml
+    python scripts/measure_ops.py --out tests/data/h100 --runs 200                  # the full set
 
 Method (same as the LLMCompass artifact's A100 tables): each operator is run with
 PyTorch eager in fp16 on freshly allocated random inputs; after warm-up runs, each of
@@ -12,10 +13,22 @@ so the figure includes the kernel launch overhead; the median is reported. The d
 time of the kernels alone is also measured with CUDA events over back-to-back calls
 (``kernel_s``), to separate launch overhead from execution.
 
-Shapes: the calibration shapes of the A100 tables (GEMM with N = K = 12288 and M swept;
-softmax over rows x cols), the same shapes for layernorm and GELU, and a held-out set
-(square GEMMs, batched GEMMs of attention, fused flash attention, GEMV, elementwise add).
-This script is not imported by des; it only produces test data.
+Sets:
+
+``minimal``
+    What ``des calibrate`` needs to fit every parameter, about twenty shapes: GEMMs with
+    N = K = 12288 from DRAM-bound (M = 64) to compute-bound (M = 16384) and one small
+    enough to show its launch; softmax (bound by its exponentials) and layernorm and add
+    (bound by DRAM), which together tell the vector fraction from the DRAM fractions;
+    GELU; a long and a short prefill attention (the short one shows its launch).
+``full``
+    The calibration shapes of the A100 tables (GEMM with N = K = 12288 and M swept;
+    softmax over rows x cols), the same shapes for layernorm and GELU, and a held-out
+    set (square GEMMs, batched GEMMs of attention, fused flash attention, GEMV,
+    elementwise add): the set ``tests/data/h100`` was measured with.
+
+This script is not imported by des; it only produces measurement tables
+(``<name>_ops.csv`` in the ``op, shape, latency_s`` format, and ``<name>_env.txt``).
 """
 
 from __future__ import annotations
@@ -41,6 +54,16 @@ ATTN = [
 ]
 GEMV = [(1, 12288, 12288), (1, 12288, 49152), (1, 4096, 4096), (8, 12288, 12288)]
 ELEMENTS = [2**20, 2**24, 2**26]
+
+#: The minimal set: (GEMMs M x K x N, row-wise ROWS x COLS, element counts, attentions).
+MINIMAL = {
+    "matmul": [(256, 256, 256)] + [(m, 12288, 12288) for m in (64, 512, 4096, 16384)],
+    "softmax": [(4096, 64), (4096, 1024), (4096, 8192), (32768, 4096)],
+    "layernorm": [(4096, 64), (4096, 4096), (32768, 4096)],
+    "gelu": [(1024, 1024), (16384, 4096)],
+    "add": [2**20, 2**26],
+    "attention": [ATTN[1], ATTN[2]],
+}
 
 
 def time_op(torch, fn, runs: int, warmup: int = 5) -> tuple[float, float]:
@@ -73,6 +96,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--device-name", default="h100",
                         help="des device name the file is for: writes <name>_ops.csv (default h100)")
+    parser.add_argument("--set", choices=("minimal", "full"), default="full",
+                        help="minimal: what des calibrate needs (about twenty shapes); full: the test-data set")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -88,33 +113,47 @@ def main() -> None:
         )
         print(op, shape, f"{wall * 1e6:.1f} us", f"{kernel * 1e6:.1f} us", flush=True)
 
-    for m in MATMUL_M:
-        a = torch.randn(m, 12288, device=dev, dtype=h)
-        b = torch.randn(12288, 12288, device=dev, dtype=h)
-        add("matmul", f"{m}x12288x12288", lambda a=a, b=b: a @ b)
-    for n in SQUARE:
-        a = torch.randn(n, n, device=dev, dtype=h)
-        b = torch.randn(n, n, device=dev, dtype=h)
-        add("matmul", f"{n}x{n}x{n}", lambda a=a, b=b: a @ b)
-    for m, k, n in GEMV:
+    if args.set == "minimal":
+        gemms = MINIMAL["matmul"]
+        bmms, rowwise, elements, attentions = [], [], MINIMAL["add"], MINIMAL["attention"]
+    else:
+        gemms = [(m, 12288, 12288) for m in MATMUL_M] + [(n, n, n) for n in SQUARE] + GEMV
+        bmms, rowwise, elements, attentions = BMM, ROWWISE, ELEMENTS, ATTN
+    for m, k, n in gemms:
         a = torch.randn(m, k, device=dev, dtype=h)
         b = torch.randn(k, n, device=dev, dtype=h)
         add("matmul", f"{m}x{k}x{n}", lambda a=a, b=b: a @ b)
-    for bsz, m, k, n in BMM:
+    for bsz, m, k, n in bmms:
         a = torch.randn(bsz, m, k, device=dev, dtype=h)
         b = torch.randn(bsz, k, n, device=dev, dtype=h)
         add("bmm", f"{bsz}x{m}x{k}x{n}", lambda a=a, b=b: torch.bmm(a, b))
-    for r, c in ROWWISE:
+
+    def softmax(r, c):
         x = torch.randn(r, c, device=dev, dtype=h)
         add("softmax", f"{r}x{c}", lambda x=x: torch.softmax(x, dim=-1))
+
+    def layernorm(r, c):
+        x = torch.randn(r, c, device=dev, dtype=h)
         ln = torch.nn.LayerNorm(c, device=dev, dtype=h)
         add("layernorm", f"{r}x{c}", lambda x=x, ln=ln: ln(x))
+
+    def gelu(r, c):
+        x = torch.randn(r, c, device=dev, dtype=h)
         add("gelu", f"{r}x{c}", lambda x=x: F.gelu(x))
-    for e in ELEMENTS:
+
+    if args.set == "minimal":
+        for kind, run in (("softmax", softmax), ("layernorm", layernorm), ("gelu", gelu)):
+            for r, c in MINIMAL[kind]:
+                run(r, c)
+    for r, c in rowwise:
+        softmax(r, c)
+        layernorm(r, c)
+        gelu(r, c)
+    for e in elements:
         x = torch.randn(e, device=dev, dtype=h)
         y = torch.randn(e, device=dev, dtype=h)
         add("add", f"{e}", lambda x=x, y=y: x + y)
-    for bsz, heads, q, kv, d, causal in ATTN:
+    for bsz, heads, q, kv, d, causal in attentions:
         qq = torch.randn(bsz, heads, q, d, device=dev, dtype=h)
         kk = torch.randn(bsz, heads, kv, d, device=dev, dtype=h)
         vv = torch.randn(bsz, heads, kv, d, device=dev, dtype=h)
@@ -127,7 +166,7 @@ def main() -> None:
         w = csv.DictWriter(f, fieldnames=["op", "shape", "latency_s", "kernel_s"])
         w.writeheader()
         w.writerows(rows)
-    with open(args.out / "h100_env.txt", "w") as f:
+    with open(args.out / f"{args.device_name}_env.txt", "w") as f:
         f.write(
             f"device={props.name}\nsms={props.multi_processor_count}\nmemory_bytes={props.total_memory}\n"
             f"torch={torch.__version__}\ncuda={torch.version.cuda}\nruns={args.runs}\n"
