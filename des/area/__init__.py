@@ -26,6 +26,7 @@ from des.area.model import (
     AreaInputs,
     AreaReport,
     area_inputs_for,
+    design_style,
     dram_units_for,
     estimate_area,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "LinkPort",
     "area_and_cost",
     "area_inputs_for",
+    "design_style",
     "die_yield",
     "dies_per_wafer",
     "dram_units_for",
@@ -128,6 +130,8 @@ def format_area_and_cost(result: dict[str, Any]) -> str:
         f"{inputs['physical_l2_bytes'] / 2**20:.0f} MiB L2, "
         f"{inputs['physical_dram_units']} DRAM {tech.unit}s ({inputs['enabled_dram_units']} used), "
         + ", ".join(f"{p['links']} x{p['lanes_per_link']} {p['kind']}" for p in inputs["links"]),
+        f"  design style {inputs['style']}: what surrounds the datapaths is scaled from the "
+        f"{design_style(inputs['style']).reference} die shot (LLMCompass, Figure 6)",
         "",
         f"  {'component':<18} {'mm^2':>8} {'share':>7}",
     ]

@@ -9,7 +9,7 @@ A die is the sum of
 - the **global buffer** (L2, per bit);
 - the **on-chip interconnect** (a crossbar whose wires carry the L2 bandwidth);
 - **DRAM PHYs and controllers** (per HBM stack or DRAM channel);
-- **off-chip link PHYs** (per SerDes lane);
+- **off-chip link PHYs and controllers** (per SerDes lane);
 - the **uncore** (front end, power and clock management, test, top-level routing) as a
   fraction of the die.
 
@@ -17,6 +17,15 @@ Logic areas are quoted at TSMC N7 and divided by the node's logic density, SRAM 
 are bits x the node's bit cell x a periphery factor, PHY areas divide by the node's
 analog density. Every component is additive: doubling the cores adds exactly the
 cores' area and the uncore's share of it, nothing else.
+
+The datapath figures (a MAC, a lane, an SRAM bit) are engineering estimates; what a
+designer adds around them is calibrated on a real die-shot breakdown of that
+designer's reference die (:data:`des.area.technology.DIE_SHOTS`, [LC-F6]): the core's
+control share so that a reference core has its die-shot area, the L2's area per bit,
+the crossbar's area per byte per cycle, and scale factors on the PHY, controller and
+SerDes estimates, each derived by arithmetic from the reference (:func:`design_style`).
+A device is costed in its designer's style (GA100's for NVIDIA, Aldebaran's for AMD),
+so the reference dies come out at their die shots and every other die is a prediction.
 
 Sources (see also :mod:`des.area.technology`)
 ---------------------------------------------
@@ -32,6 +41,7 @@ Sources (see also :mod:`des.area.technology`)
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -42,11 +52,13 @@ from des.area.technology import (
     DEFAULT_REGISTER_BYTES_PER_LANE,
     PRODUCTS,
     LinkPort,
+    die_shot,
     memory_technology,
     process_node,
     serdes_lane_area_mm2_n7,
 )
 from des.errors import DesError
+from des.runtime import device_vendor
 from des.specs import DeviceSpec
 
 # ------------------------------------------------------------ per-component figures (N7)
@@ -67,20 +79,6 @@ CACHE_AREA_PER_BIT_IN_BITCELLS = 16.74e6 / (16 * 2**20 * 8) / 0.027
 #: [E] A register-file bit costs 1.5x a cache bit: two-port 8T cells (1.3-1.5x a 6T
 #: cell) in small, finely banked arrays feeding operand collectors.
 REGISTER_FILE_AREA_VS_CACHE = 1.5
-#: [E] Fraction of a core that is control and miscellany (warp schedulers, dispatch,
-#: load/store and address units, instruction caches, SFU/texture units, local
-#: crossbars). Half of a GPU SM: the datapaths and arrays above sum to ~1.5 mm^2 at
-#: N7, while die shots of GA100 place 16 SMs in GPC blocks of ~50 mm^2 (~3 mm^2 each).
-CORE_CONTROL_FRACTION = 0.5
-#: [E] Crossbar between cores and L2, per byte per cycle of L2 bandwidth at N7: 16
-#: wires (8 bits each way) at a 0.08 um intermediate-metal pitch across a 20 mm span of
-#: a reticle-sized die, on 2 routing layers: 16 x 0.08e-3 x 20 / 2 = 0.0128 mm^2.
-NOC_MM2_PER_BYTE_PER_CYCLE_N7 = 16 * 0.08e-3 * 20.0 / 2
-#: [D] Uncore as a fraction of the die, from the Zen 2 CCD [Zen2]: (74 - 2 x 31.3) / 74
-#: = 15.4 % lies outside the core complexes (system management, clocking, test, fuses,
-#: top-level routing and the die's off-chip link, which here is counted separately).
-UNCORE_FRACTION = (74.0 - 2 * 31.3) / 74.0
-
 _UM2_PER_MM2 = 1e6
 _BITS_PER_BYTE = 8
 
@@ -92,8 +90,91 @@ COMPONENTS = CORE_COMPONENTS + (
     "dram_phy",
     "dram_controllers",
     "link_phy",
+    "link_controllers",
     "uncore",
 )
+
+
+@dataclass(frozen=True)
+class DesignStyle:
+    """What a designer adds around the datapath estimates, derived from a die shot.
+
+    Attributes
+    ----------
+    name : str
+        ``nvidia`` or ``amd``.
+    reference : str
+        The die it is derived from.
+    core_control_fraction : float
+        Share of a core outside its arrays, lanes, register file and SRAM.
+    l2_area_per_bit_in_bitcells : float
+        L2 area per bit in high-density bit cells (arrays, banking, tags, ECC, ports).
+    noc_mm2_per_byte_per_cycle_n7 : float
+        Crossbar area per byte per cycle of L2 bandwidth at N7.
+    dram_phy_scale, dram_controller_scale, link_phy_scale : float
+        Factors on the memory-technology and SerDes estimates.
+    link_controller_mm2_per_lane_n7 : float
+        Link-layer controller logic per SerDes lane at N7 (0 where the die shot counts
+        it with the rest).
+    uncore_fraction : float
+        Share of the die outside every listed component.
+    """
+
+    name: str
+    reference: str
+    core_control_fraction: float
+    l2_area_per_bit_in_bitcells: float
+    noc_mm2_per_byte_per_cycle_n7: float
+    dram_phy_scale: float
+    dram_controller_scale: float
+    link_phy_scale: float
+    link_controller_mm2_per_lane_n7: float
+    uncore_fraction: float
+
+
+def _datapath_mm2(macs_per_cycle: float, lanes: int, register_bytes: float, sram_bytes: float, node) -> dict[str, float]:
+    """Arrays, lanes, register file and local SRAM of one core, by the estimates above."""
+    return {
+        "systolic_arrays": macs_per_cycle * PE_AREA_MM2_PER_MAC_N7 / node.logic_density_vs_n7,
+        "vector_units": lanes * VECTOR_LANE_AREA_MM2_N7 / node.logic_density_vs_n7,
+        "register_files": _sram_mm2(register_bytes, node.sram_bitcell_um2, REGISTER_FILE_AREA_VS_CACHE),
+        "local_sram": _sram_mm2(sram_bytes, node.sram_bitcell_um2),
+    }
+
+
+@functools.cache
+def design_style(name: str) -> DesignStyle:
+    """The :class:`DesignStyle` ``name``, derived from its die shot (:func:`die_shot`).
+
+    Each figure is the die-shot area of a category divided by what the estimates give
+    for the reference die's contents, with its node's densities undone so that the
+    figure is quoted at N7 like every other.
+    """
+    shot = die_shot(name)
+    facts = PRODUCTS[shot.product]
+    node = process_node(facts.process)
+    tech = memory_technology(facts.memory)
+    per_core = shot.cores / facts.physical_units
+    datapath = math.fsum(_datapath_mm2(shot.macs_per_cycle_per_unit, shot.vector_lanes_per_unit,
+                                       facts.register_file_bytes_per_unit, shot.sram_bytes_per_unit, node).values())
+    if not datapath < per_core:
+        raise DesError(f"design style {name}: the datapath estimate {datapath:.2f} mm^2 exceeds the die shot's core")
+    l2_bits = facts.physical_l2_bytes * _BITS_PER_BYTE
+    lanes = sum(port.lanes for port in facts.links)
+    serdes = math.fsum(port.lanes * serdes_lane_area_mm2_n7(port.kind) for port in facts.links)
+    return DesignStyle(
+        name=name,
+        reference=facts.die,
+        core_control_fraction=1.0 - datapath / per_core,
+        l2_area_per_bit_in_bitcells=shot.global_buffer * _UM2_PER_MM2 / (l2_bits * node.sram_bitcell_um2),
+        noc_mm2_per_byte_per_cycle_n7=shot.noc * math.sqrt(node.logic_density_vs_n7) / shot.l2_bandwidth_bytes_per_cycle,
+        dram_phy_scale=shot.dram_phy * node.analog_density_vs_n7 / (facts.physical_dram_units * tech.phy_area_mm2_n7),
+        dram_controller_scale=shot.dram_controllers * node.logic_density_vs_n7
+        / (facts.physical_dram_units * tech.controller_area_mm2_n7),
+        link_phy_scale=shot.link_phy * node.analog_density_vs_n7 / serdes,
+        link_controller_mm2_per_lane_n7=shot.link_controllers * node.logic_density_vs_n7 / lanes,
+        uncore_fraction=shot.other / shot.total_mm2,
+    )
 
 
 @dataclass(frozen=True)
@@ -118,8 +199,11 @@ class AreaInputs:
         Register file of one compute unit.
     links : tuple of LinkPort
         Off-chip SerDes links.
-    uncore_fraction : float
-        Share of the die outside the listed components, in [0, 1).
+    uncore_fraction : float or None
+        Share of the die outside the listed components, in [0, 1); ``None``: the style's.
+    style : str
+        The designer whose die shot calibrates the area around the datapaths
+        (:func:`design_style`).
     basis : str
         Where the facts come from (a product entry or the fallback), for the report.
     """
@@ -132,7 +216,8 @@ class AreaInputs:
     physical_dram_units: int
     register_file_bytes_per_unit: float
     links: tuple[LinkPort, ...] = field(default=DEFAULT_LINKS)
-    uncore_fraction: float = UNCORE_FRACTION
+    uncore_fraction: float | None = None
+    style: str = "nvidia"
     basis: str = "fallback"
 
     def __post_init__(self) -> None:
@@ -151,7 +236,8 @@ class AreaInputs:
             )
         if self.physical_l2_bytes < 0 or self.register_file_bytes_per_unit < 0:
             raise DesError("L2 and register-file sizes must be zero or positive")
-        if not 0 <= self.uncore_fraction < 1:
+        design_style(self.style)
+        if self.uncore_fraction is not None and not 0 <= self.uncore_fraction < 1:
             raise DesError(f"uncore_fraction must be in [0, 1), got {self.uncore_fraction!r}")
 
 
@@ -194,7 +280,7 @@ def area_inputs_for(
     each enabled count of the spec (compute units, L2, DRAM units) is scaled by the
     product's ``physical / enabled`` so that area counts the whole die (GA100: 128 SMs
     for A100's 108). Other devices get N7, HBM2e, a PCIe Gen 4 x16 link, 2 KiB of
-    registers per vector lane and no harvesting.
+    registers per vector lane, no harvesting and their vendor's design style.
 
     Parameters
     ----------
@@ -229,6 +315,7 @@ def area_inputs_for(
             register_file_bytes_per_unit=DEFAULT_REGISTER_BYTES_PER_LANE
             * device.vector_lanes_per_unit
             * device.vector_lane_width,
+            style=device_vendor(device.name),
         )
     unit_ratio = facts.physical_units / facts.enabled_units if harvest else 1.0
     l2_ratio = facts.physical_l2_bytes / facts.enabled_l2_bytes if harvest else 1.0
@@ -242,6 +329,7 @@ def area_inputs_for(
         physical_dram_units=_ceil(enabled_dram * dram_ratio),
         register_file_bytes_per_unit=facts.register_file_bytes_per_unit,
         links=facts.links,
+        style=facts.style,
         basis=f"{facts.die} ({'physical die' if harvest else 'enabled units only'})",
     )
 
@@ -300,17 +388,10 @@ def core_breakdown_mm2(device: DeviceSpec, inputs: AreaInputs) -> dict[str, floa
     """
     node = process_node(inputs.process)
     pes = device.systolic_arrays_per_unit * device.systolic_array_rows * device.systolic_array_cols
-    parts = {
-        "systolic_arrays": pes * device.macs_per_pe_per_cycle * PE_AREA_MM2_PER_MAC_N7 / node.logic_density_vs_n7,
-        "vector_units": device.vector_lanes_per_unit * device.vector_lane_width
-        * VECTOR_LANE_AREA_MM2_N7 / node.logic_density_vs_n7,
-        "register_files": _sram_mm2(
-            inputs.register_file_bytes_per_unit, node.sram_bitcell_um2, REGISTER_FILE_AREA_VS_CACHE
-        ),
-        "local_sram": _sram_mm2(device.sram_bytes_per_unit, node.sram_bitcell_um2),
-    }
-    datapath = math.fsum(parts.values())
-    parts["core_control"] = datapath * CORE_CONTROL_FRACTION / (1 - CORE_CONTROL_FRACTION)
+    parts = _datapath_mm2(pes * device.macs_per_pe_per_cycle, device.vector_lanes_per_unit * device.vector_lane_width,
+                          inputs.register_file_bytes_per_unit, device.sram_bytes_per_unit, node)
+    control = design_style(inputs.style).core_control_fraction
+    parts["core_control"] = math.fsum(parts.values()) * control / (1 - control)
     return parts
 
 
@@ -332,20 +413,29 @@ def estimate_area(device: DeviceSpec, inputs: AreaInputs | None = None) -> AreaR
     tech = memory_technology(inputs.memory)
     per_core = core_breakdown_mm2(device, inputs)
     breakdown = {name: area * inputs.physical_compute_units for name, area in per_core.items()}
-    breakdown["global_buffer"] = _sram_mm2(inputs.physical_l2_bytes, node.sram_bitcell_um2)
+    style = design_style(inputs.style)
+    bits = inputs.physical_l2_bytes * _BITS_PER_BYTE
+    breakdown["global_buffer"] = bits * node.sram_bitcell_um2 * style.l2_area_per_bit_in_bitcells / _UM2_PER_MM2
     # Wire pitch shrinks with the square root of logic density.
     breakdown["noc"] = (
-        device.l2_bandwidth_bytes_per_cycle * NOC_MM2_PER_BYTE_PER_CYCLE_N7 / math.sqrt(node.logic_density_vs_n7)
+        device.l2_bandwidth_bytes_per_cycle * style.noc_mm2_per_byte_per_cycle_n7 / math.sqrt(node.logic_density_vs_n7)
     )
-    breakdown["dram_phy"] = inputs.physical_dram_units * tech.phy_area_mm2_n7 / node.analog_density_vs_n7
+    breakdown["dram_phy"] = (
+        inputs.physical_dram_units * tech.phy_area_mm2_n7 * style.dram_phy_scale / node.analog_density_vs_n7
+    )
     breakdown["dram_controllers"] = (
-        inputs.physical_dram_units * tech.controller_area_mm2_n7 / node.logic_density_vs_n7
+        inputs.physical_dram_units * tech.controller_area_mm2_n7 * style.dram_controller_scale / node.logic_density_vs_n7
     )
     breakdown["link_phy"] = math.fsum(
-        port.lanes * serdes_lane_area_mm2_n7(port.kind) / node.analog_density_vs_n7 for port in inputs.links
+        port.lanes * serdes_lane_area_mm2_n7(port.kind) * style.link_phy_scale / node.analog_density_vs_n7
+        for port in inputs.links
     )
+    breakdown["link_controllers"] = math.fsum(
+        port.lanes * style.link_controller_mm2_per_lane_n7 / node.logic_density_vs_n7 for port in inputs.links
+    )
+    uncore = style.uncore_fraction if inputs.uncore_fraction is None else inputs.uncore_fraction
     rest = math.fsum(breakdown.values())
-    breakdown["uncore"] = rest * inputs.uncore_fraction / (1 - inputs.uncore_fraction)
+    breakdown["uncore"] = rest * uncore / (1 - uncore)
     # The published die area is comparable only with the product's own die.
     facts = PRODUCTS.get(device.name.lower())
     reported = None

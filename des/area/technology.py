@@ -45,6 +45,12 @@ Sources
   144 SMs, 60 MB L2, 6 HBM3/HBM2e stacks; H100 SXM5 enables 132 SMs, 50 MB L2, 5 HBM3
   stacks; 18 fourth-generation NVLinks of 2 pairs per direction; PCIe Gen 5;
   GH100 814 mm^2, 80 B transistors, TSMC 4N.
+- [LC-F6] H. Zhang et al., LLMCompass (ISCA 2024), Figure 6: die-shot area breakdowns
+  of the real GA100 and the real Aldebaran GCD (cores, on-chip interconnect, global
+  buffer, memory PHY and control, off-chip link PHY and control, other), published in
+  the paper's artifact (github.com/PrincetonUniversity/LLMCompass,
+  ae/figure6/real_hardware/die_area.csv), with one SM of GA100 at 3.75 mm^2 and one CU
+  of Aldebaran at 4.02 mm^2.
 - [CDNA2-WP] AMD CDNA 2 architecture whitepaper (2021) and MI210 datasheet (2022):
   Aldebaran graphics compute die (GCD) with 112 CUs (104 enabled on MI210), 8 MB L2,
   4 HBM2e stacks, 512 KB of vector registers per CU, TSMC N6; MI210: 3 Infinity
@@ -216,6 +222,56 @@ class ProductFacts:
     register_file_bytes_per_unit: float
     links: tuple[LinkPort, ...]
     reported_die_mm2: float | None = None
+    style: str = "nvidia"
+
+
+@dataclass(frozen=True)
+class DieShot:
+    """A die-shot area breakdown of a real die, and what one of its compute units holds.
+
+    The areas (mm^2) are the categories of [LC-F6]; ``product`` is the :data:`PRODUCTS`
+    entry of the die. The unit's contents are in the mapper's terms (the presets' [LC]
+    figures): MACs per cycle of its matrix units, vector lanes, local SRAM, and the L2
+    bandwidth the on-chip interconnect carries.
+    """
+
+    product: str
+    cores: float
+    noc: float
+    global_buffer: float
+    dram_phy: float
+    dram_controllers: float
+    link_phy: float
+    link_controllers: float
+    other: float
+    macs_per_cycle_per_unit: float
+    vector_lanes_per_unit: int
+    sram_bytes_per_unit: float
+    l2_bandwidth_bytes_per_cycle: float
+
+    @property
+    def total_mm2(self) -> float:
+        """The die: the sum of its categories."""
+        return (self.cores + self.noc + self.global_buffer + self.dram_phy + self.dram_controllers
+                + self.link_phy + self.link_controllers + self.other)
+
+
+#: The reference die of each design style [LC-F6]. The two houses differ in ways a
+#: process table cannot express (AMD's HBM PHYs and controllers are about twice
+#: NVIDIA's per stack, its L2 a quarter less dense, its link controllers annotated
+#: apart), so each device is costed in the style of its designer (:func:`die_shot`).
+DIE_SHOTS: dict[str, DieShot] = {
+    # GA100: 128 SMs of 4 x 16 x 16 MACs, 128 lanes, 192 KiB L1 / shared; 5120 B/cycle [LC].
+    "nvidia": DieShot("a100", 476.25, 76.44, 119.31, 58.0, 31.77, 20.95, 0.0, 40.0, 1024, 128, 192 * KiB, 5120),
+    # Aldebaran: 112 CUs of 4 matrix cores (16 x 16 at half rate), 64 lanes, 64 KiB LDS;
+    # 4096 B/cycle [LC].
+    "amd": DieShot("mi210", 446.22, 33.0, 25.2, 83.26, 40.83, 45.52, 42.0, 4.0, 512, 64, 64 * KiB, 4096),
+}
+
+
+def die_shot(style: str) -> DieShot:
+    """The reference :class:`DieShot` of a design style (``nvidia`` or ``amd``)."""
+    return _lookup(DIE_SHOTS, style, "design style")
 
 
 PRODUCTS: dict[str, ProductFacts] = {
@@ -239,9 +295,9 @@ PRODUCTS: dict[str, ProductFacts] = {
         "AD102", "4N", "gddr6", 128, 144, 72 * MiB, 96 * MiB, 12, 12, 256 * KiB,
         (LinkPort("pcie4", 1, 16),), 608.5,
     ),
-    "mi210": ProductFacts(  # [CDNA2-WP]; die area not published
+    "mi210": ProductFacts(  # [CDNA2-WP]; AMD publishes no area (its die shot sums to 720 mm^2 [LC-F6])
         "Aldebaran GCD", "N6", "hbm2e", 104, 112, 8 * MiB, 8 * MiB, 4, 4, 512 * KiB,
-        (LinkPort("xgmi", 3, 16), LinkPort("pcie4", 1, 16)),
+        (LinkPort("xgmi", 3, 16), LinkPort("pcie4", 1, 16)), None, "amd",
     ),
 }
 
