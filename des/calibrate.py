@@ -7,10 +7,12 @@ physical (:mod:`des.fitted`):
 
 - ``dram_efficiency`` (0.1-1.0) per operator group (:data:`des.fitted.DRAM_GROUPS`):
   the fraction of the DRAM peak that group's kernels sustain, each from its own tables
-  (row-wise: softmax, layernorm; element-wise: GELU, add; GEMMs: matmul, attention);
+  (row-wise: softmax, layernorm; element-wise: GELU, add; GEMMs; decode GEMMs of 2-16
+  rows and GEMVs; fused attention, the last three taking the GEMMs' fraction unless
+  their own rows ask for one of their own);
   a group without tables keeps the mapper's default;
 - ``matrix_efficiency`` (0.3-1.0): the fraction of the matrix peak a GEMM's main loop
-  sustains, from the GEMM (and attention) tables, fitted in turn with their DRAM
+  sustains, from the GEMM tables, fitted in turn with their DRAM
   fraction (small GEMMs are DRAM-bound, large ones compute-bound);
 - ``vector_efficiency`` (0.3-1.0): the fraction of the vector units' issue rate those
   kernels sustain (one for the device), fitted jointly with their DRAM fractions when
@@ -56,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from des.errors import DesError
-from des.fitted import FittedParams, dram_group
+from des.fitted import DRAM_FALLBACK, FittedParams, dram_group, dram_group_of
 from des.mapper import schedule_for
 from des.mapper.params import DEFAULT_PARAMS, MapperParams
 from des.operators import Attention, BatchedMatmul, ElementwiseAdd, Gelu, LayerNorm, Matmul, Softmax
@@ -130,6 +132,8 @@ GRID = (0.35, 0.5, 0.65, 0.8, 0.95)
 MAX_ROUNDS = 8
 _GOLDEN = (math.sqrt(5) - 1) / 2
 _STREAMING_CLASSES = ("softmax", "layernorm", "gelu", "elementwise")
+#: DRAM groups of the row-wise and element-wise kernels.
+STREAMING_GROUPS = ("rowwise", "elementwise")
 #: Row-wise / element-wise classes bound by their vector work, and by DRAM.
 VECTOR_HEAVY = {"softmax", "gelu"}
 DRAM_HEAVY = {"layernorm", "elementwise"}
@@ -238,11 +242,12 @@ class _Fit:
         self.device = dataclasses.replace(device, fitted=None)
 
     def kernel_s(self, params: MapperParams, rows: list[Measurement]) -> list[float]:
-        return self.kernel_s_by_class(lambda _op_class: params, rows)
+        return self.kernel_s_by_class(lambda _operator: params, rows)
 
-    def kernel_s_by_class(self, params_of: Callable[[str], MapperParams], rows: list[Measurement]) -> list[float]:
+    def kernel_s_by_class(self, params_of: Callable[[Any], MapperParams], rows: list[Measurement]) -> list[float]:
+        """Kernel seconds of each row under ``params_of(operator)``."""
         return [
-            schedule_for(self.device, row.operator, params_of(row.operator.op_class), use_cache=False)[0].standalone_s
+            schedule_for(self.device, row.operator, params_of(row.operator), use_cache=False)[0].standalone_s
             for row in rows
         ]
 
@@ -267,14 +272,18 @@ class _Fit:
         return out
 
     def error(self, params: MapperParams, rows: list[Measurement]) -> float:
-        return self.error_by_class(lambda _op_class: params, rows)
+        return self.error_by_class(lambda _operator: params, rows)
 
-    def error_by_class(self, params_of: Callable[[str], MapperParams], rows: list[Measurement]) -> float:
+    def error_by_class(self, params_of: Callable[[Any], MapperParams], rows: list[Measurement]) -> float:
+        errors = self.row_errors(params_of, rows)
+        return sum(errors) / len(errors)
+
+    def row_errors(self, params_of: Callable[[Any], MapperParams], rows: list[Measurement]) -> list[float]:
+        """Each row's relative error, the launches fitted on all of ``rows``."""
         kernel = self.kernel_s_by_class(params_of, rows)
         launch = self.launches(rows, kernel)
-        return sum(
-            abs(t + launch[row.operator.op_class] - row.measured_s) / row.measured_s for row, t in zip(rows, kernel, strict=True)
-        ) / len(rows)
+        return [abs(t + launch[row.operator.op_class] - row.measured_s) / row.measured_s
+                for row, t in zip(rows, kernel, strict=True)]
 
 
 def _nelder_mead(objective: Callable[[list[float]], float], start: list[float],
@@ -443,12 +452,12 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
                        lambda op_class: profile.launch_overhead_for(op_class, fit.device.name))
     groups: dict[str, list[Measurement]] = {}
     for row in rows:
-        groups.setdefault(dram_group(row.operator.op_class), []).append(row)
+        groups.setdefault(dram_group_of(row.operator), []).append(row)
     dram: dict[str, float] = {}
     notes: list[str] = []
     matrix: float | None = None
     vector: float | None = None
-    streaming = {group: members for group, members in groups.items() if group != "matmul"}
+    streaming = {group: members for group, members in groups.items() if group in STREAMING_GROUPS}
     classes = {row.operator.op_class for row in rows}
     # The vector fraction is told apart from the DRAM fractions only by tables of both
     # kinds of kernel: one bound by its vector work (softmax's and GELU's exponentials)
@@ -461,7 +470,7 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
 
         def params_at(drams: dict[str, float], vector_fraction: float | None):
             values = {} if vector_fraction is None else {"vector_efficiency": vector_fraction}
-            return lambda c: dataclasses.replace(DEFAULT_PARAMS, dram_efficiency=drams[dram_group(c)], **values)
+            return lambda op: dataclasses.replace(DEFAULT_PARAMS, dram_efficiency=drams[dram_group(op.op_class)], **values)
 
         if not split:
             vector, fitted_dram, notes = _fit_one_kind(fit, streaming, every, params_at, say)
@@ -517,9 +526,42 @@ def calibrate(device: DeviceSpec, tables: Sequence[tuple[Path, str]], ignored: S
         )
         trial = dataclasses.replace(trial, dram_efficiency=point[0], matrix_efficiency=point[1])
         matrix, dram["matmul"] = trial.matrix_efficiency, trial.dram_efficiency
+    for group in ("skinny", "gemv", "attention"):
+        if group not in groups:
+            continue
+        members = groups[group]
+        # Decode GEMMs stream their weights, attention its K and V: their DRAM fraction,
+        # the matrix one held, the error taken over all these rows (one launch per class).
+        base = DEFAULT_PARAMS if matrix is None else dataclasses.replace(DEFAULT_PARAMS, matrix_efficiency=matrix)
+        inherited = dram.get(DRAM_FALLBACK[group], DEFAULT_PARAMS.dram_efficiency)
+        gemms = [row for name in ("matmul", "skinny", "gemv", "attention") for row in groups.get(name, [])]
 
-    def params_of(op_class: str) -> MapperParams:
-        values = {"dram_efficiency": dram.get(dram_group(op_class), DEFAULT_PARAMS.dram_efficiency)}
+        def trial(e, group=group, base=base):
+            def params(operator):
+                own = dram_group_of(operator)
+                value = e if own == group else dram.get(own, dram.get(DRAM_FALLBACK.get(own, ""), DEFAULT_PARAMS.dram_efficiency))
+                return dataclasses.replace(base, dram_efficiency=value)
+            return params
+
+        say(f"fitting the DRAM fraction of {group} operators on {len(members)} rows")
+        value = _golden(lambda e, trial=trial, gemms=gemms: fit.error_by_class(trial(e), gemms), *DRAM_BOUNDS)
+        own = [i for i, row in enumerate(gemms) if dram_group_of(row.operator) == group]
+
+        def own_error(e, trial=trial, gemms=gemms, own=own):
+            errors = fit.row_errors(trial(e), gemms)
+            return sum(errors[i] for i in own) / len(own)
+
+        gain = own_error(inherited) - own_error(value)
+        if gain * 100 >= SIGNIFICANT_PP:
+            dram[group] = value
+        else:
+            notes.append(f"dram_efficiency.{group} takes {DRAM_FALLBACK[group]}'s {inherited:.2f}: a fraction of its own "
+                         f"gained {gain * 100:.2f} points (< {SIGNIFICANT_PP})")
+
+    def params_of(operator: Any) -> MapperParams:
+        group = dram_group_of(operator)
+        default = dram.get(DRAM_FALLBACK.get(group, ""), DEFAULT_PARAMS.dram_efficiency)
+        values = {"dram_efficiency": dram.get(group, default)}
         if matrix is not None:
             values["matrix_efficiency"] = matrix
         if vector is not None:

@@ -11,7 +11,9 @@ untouched::
       matrix_efficiency: 0.93      # fraction of the matrix peak a GEMM main loop sustains
       vector_efficiency: 1.0       # fraction of the vector issue rate row-wise kernels sustain
       dram_efficiency:             # fraction of the DRAM peak, per operator group
-        matmul: 0.90               # GEMMs and attention
+        matmul: 0.90               # GEMMs
+        skinny: 0.80               # GEMMs of 2-16 rows (decode); default: matmul's
+        attention: 0.85            # fused attention; default: matmul's
         rowwise: 0.85              # softmax, layernorm
       eager_launch_s:              # host-timed per-call overhead of PyTorch eager, per class
         matmul: 21 us
@@ -31,20 +33,46 @@ from des.errors import DesError
 from des.names import OP_CLASSES
 from des.units import parse_quantity
 
-#: Operator groups with a DRAM fraction of their own, and the classes in each.
+#: Operator groups with a DRAM fraction of their own, and the classes in each. Fused
+#: attention is a library kernel of its own (FlashAttention, cuDNN). GEMMs are split by
+#: shape (:func:`dram_group_of`): ``skinny`` ones (decode batches) and
+#: ``gemv`` ones stream their weights through kernels of their own, whose achieved
+#: bandwidth differs from a large GEMM's.
 DRAM_GROUPS = {
-    "matmul": ("matmul", "attention"),
+    "matmul": ("matmul",),
+    "attention": ("attention",),
+    "skinny": (),
+    "gemv": (),
     "rowwise": ("softmax", "layernorm"),
     "elementwise": ("gelu", "elementwise"),
 }
+#: A group without a fitted fraction of its own takes this group's: decode GEMMs come
+#: from the same library as large ones, and fused attention streams its K and V tiles
+#: through the matrix units as a GEMM does.
+DRAM_FALLBACK = {"skinny": "matmul", "gemv": "matmul", "attention": "matmul"}
+#: Rows (the smaller of M and N) at or under which a GEMM is skinny: one tensor-core
+#: tile side (PTX ``mma.m16n8k16``; AMD's MFMA 16x16 blocks): below it the matrix units
+#: run part-empty and the libraries switch to split-K / GEMV-like kernels.
+SKINNY_MAX_ROWS = 16
 
 
 def dram_group(op_class: str) -> str:
-    """The :data:`DRAM_GROUPS` group of an operator class."""
+    """The :data:`DRAM_GROUPS` group of an operator class (GEMMs: ``matmul``)."""
     for group, classes in DRAM_GROUPS.items():
         if op_class in classes:
             return group
     raise DesError(f"no DRAM group for operator class {op_class!r}")
+
+
+def dram_group_of(operator) -> str:
+    """The DRAM group of one operator: its class's, with GEMMs split by their rows."""
+    if getattr(operator, "kind", None) in ("matmul", "bmm"):
+        rows = min(operator.M, operator.N)
+        if rows == 1:
+            return "gemv"
+        if rows <= SKINNY_MAX_ROWS:
+            return "skinny"
+    return dram_group(operator.op_class)
 
 
 @dataclass(frozen=True)
@@ -86,13 +114,18 @@ class FittedParams:
             if not seconds >= 0:
                 raise DesError(f"fitted eager_launch_s.{op_class} must be zero or positive, got {seconds!r}")
 
-    def mapper_overrides(self, op_class: str) -> dict[str, float]:
-        """The mapper parameters this device fixes for an operator of ``op_class``."""
+    def mapper_overrides(self, op_class: str, group: str | None = None) -> dict[str, float]:
+        """The mapper parameters this device fixes for an operator of ``op_class`` (in DRAM
+        group ``group``, by default its class's; a group with no fraction of its own takes
+        its :data:`DRAM_FALLBACK`'s)."""
         out = {}
         for name in ("matrix_efficiency", "vector_efficiency"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
-        dram = dict(self.dram_efficiency).get(dram_group(op_class)) if op_class in OP_CLASSES else None
+        if group is None and op_class in OP_CLASSES:
+            group = dram_group(op_class)
+        drams = dict(self.dram_efficiency)
+        dram = drams.get(group, drams.get(DRAM_FALLBACK.get(group, ""))) if group else None
         if dram is not None:
             out["dram_efficiency"] = dram
         return out

@@ -253,3 +253,25 @@ def test_the_minimal_microbenchmark_set_fits_every_parameter(tmp_path):
     assert fitted.vector_efficiency == pytest.approx(0.85, rel=0.02)
     assert dict(fitted.dram_efficiency) == pytest.approx(dict(truth.dram_efficiency), rel=0.02)
     assert dict(fitted.eager_launch_s) == pytest.approx(dict(truth.eager_launch_s), rel=0.02, abs=0.3e-6)
+
+
+def test_decode_gemms_get_a_dram_fraction_of_their_own(tmp_path):
+    # Skinny (2-16 rows) and one-row GEMMs run their own kernels: measured on a device
+    # whose decode GEMMs stream at 0.6 of peak while large ones reach 0.85, the fit
+    # tells the two apart; a device without decode rows gives them the GEMMs' fraction.
+    from des.fitted import dram_group_of
+
+    assert [dram_group_of(Matmul(m, 4096, 4096)) for m in (1, 8, 16, 17)] == ["gemv", "skinny", "skinny", "matmul"]
+    truth = FittedParams(
+        matrix_efficiency=0.80, dram_efficiency=(("gemv", 0.6), ("matmul", 0.85), ("skinny", 0.6)),
+        eager_launch_s=(("matmul", 15e-6),),
+    )
+    real = dataclasses.replace(PLAIN, fitted=truth)
+    shapes = [(m, 8192, 8192) for m in (1, 4, 8, 16, 64, 512, 4096)] + [(256, 256, 256)]
+    lines = ["m,n,k,latency_s"] + [f"{m},{n},{k},{_measure(real, Matmul(m, k, n))!r}" for m, n, k in shapes]
+    (tmp_path / "a100_matmul.csv").write_text("\n".join(lines) + "\n")
+    fitted = calibrate(PLAIN, *find_tables("a100", [tmp_path])).fitted
+    assert dict(fitted.dram_efficiency) == pytest.approx(dict(truth.dram_efficiency), rel=0.02)
+    preset = load_device("a100")  # calibrated without decode rows
+    assert "skinny" not in dict(preset.fitted.dram_efficiency)
+    assert preset.fitted.mapper_overrides("matmul", "skinny")["dram_efficiency"] == dict(preset.fitted.dram_efficiency)["matmul"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from des.errors import DesError
+from des.fitted import DRAM_GROUPS, dram_group_of
 from des.mapper import cache
 from des.mapper.params import MAPPER_VERSION, MapperParams, device_params
 from des.mapper.schedule import TileSchedule, WaveGroup
@@ -64,6 +65,16 @@ def clear_memory_cache() -> None:
     cache.clear_memory_cache()
 
 
+def _params_of(device: DeviceSpec, operator: Any) -> MapperParams:
+    """The device's parameters for ``operator`` (its class and DRAM group)."""
+    op_class = getattr(operator, "op_class", "")
+    try:
+        group = dram_group_of(operator)
+    except (AttributeError, DesError):
+        group = None
+    return device_params(device, op_class, group if group in DRAM_GROUPS else None)
+
+
 def _check_device(device: DeviceSpec) -> None:
     """A device spec (its fields checked themselves when it was built)."""
     if not isinstance(device, DeviceSpec):
@@ -105,7 +116,7 @@ def search_schedule(
     from des.mapper.rowwise import schedule_elementwise, schedule_rowwise
 
     _check_device(device)
-    params = params or device_params(device, getattr(operator, "op_class", ""))
+    params = params or _params_of(device, operator)
     op_class = getattr(operator, "op_class", None)
     if getattr(operator, "kind", None) == "grouped_matmul":
         from des.mapper.grouped import schedule_grouped_matmul
@@ -154,7 +165,7 @@ def schedule_for(
     DesError
         As :func:`search_schedule`.
     """
-    params = params or device_params(device, getattr(operator, "op_class", ""))
+    params = params or _params_of(device, operator)
     _check_device(device)
     if not callable(getattr(operator, "key", None)):
         raise DesError(f"the mapper has no model for {operator!r}")

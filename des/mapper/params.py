@@ -110,11 +110,12 @@ DEFAULT_PARAMS = MapperParams()
 
 
 @functools.lru_cache(maxsize=256)
-def device_params(device, op_class: str) -> MapperParams:
-    """The mapper parameters of an ``op_class`` operator on ``device``: the defaults with
-    its fitted values (``DeviceSpec.fitted``, written by ``des calibrate``) in place.
+def device_params(device, op_class: str, dram_group: str | None = None) -> MapperParams:
+    """The mapper parameters of an ``op_class`` operator on ``device`` (in DRAM group
+    ``dram_group``, :func:`des.fitted.dram_group_of`; default its class's): the defaults
+    with its fitted values (``DeviceSpec.fitted``, written by ``des calibrate``) in place.
 
-    Remembered per (device, class): every schedule lookup asks, cache hits included."""
+    Remembered per (device, class, group): every schedule lookup asks, cache hits included."""
     fitted = getattr(device, "fitted", None)
-    overrides = fitted.mapper_overrides(op_class) if fitted is not None else {}
+    overrides = fitted.mapper_overrides(op_class, dram_group) if fitted is not None else {}
     return replace(DEFAULT_PARAMS, **overrides) if overrides else DEFAULT_PARAMS
