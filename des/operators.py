@@ -477,6 +477,9 @@ class Attention(_OperatorBase):
     causal: bool = False
     dtype: str = "fp16"
     kv_heads: int | None = None
+    #: Sliding-window attention (Mistral): each query sees at most this many of the most
+    #: recent keys, itself included; ``None``: all of them.
+    window: int | None = None
     op_class: ClassVar[str] = "attention"
     kind: ClassVar[str] = "attention"
 
@@ -486,6 +489,8 @@ class Attention(_OperatorBase):
         if self.kv_heads is None:
             object.__setattr__(self, "kv_heads", self.heads)
         _check_dims(self, ("batch", "heads", "q_len", "kv_len", "head_dim", "kv_heads"))
+        if self.window is not None:
+            _check_dims(self, ("window",))
         if self.heads % self.kv_heads:
             raise DesError(f"Attention: kv_heads ({self.kv_heads}) must divide heads ({self.heads})")
 
@@ -497,17 +502,29 @@ class Attention(_OperatorBase):
             ("kv_len", self.kv_len),
             ("head_dim", self.head_dim),
             ("causal", int(self.causal)),
-        ] + ([("kv_heads", self.kv_heads)] if self.kv_heads != self.heads else [])
+        ] + ([("kv_heads", self.kv_heads)] if self.kv_heads != self.heads else []) + (
+            [("window", self.window)] if self.window is not None else []
+        )
+
+    def visible_keys(self) -> int:
+        """Keys the last query row sees: all, or the window's."""
+        return self.kv_len if self.window is None else min(self.kv_len, self.window)
 
     def keys_seen(self) -> int:
-        """Unmasked query-key pairs of one head (all of them unless ``causal``)."""
+        """Unmasked query-key pairs of one head (all of them unless ``causal`` or a window)."""
+        window = self.window
         if not self.causal:
-            return self.q_len * self.kv_len
-        # Query i (0-based) sees offset + i + 1 keys, at most kv_len, at least 0.
+            return self.q_len * self.visible_keys()
+        # Query i (0-based) sees c_i = offset + i + 1 keys (consecutive values, clipped at
+        # zero), at most the window.
         offset = self.kv_len - self.q_len
         first = max(0, -offset)
-        count = self.q_len - first
-        return count * (offset + 1) + (first + self.q_len - 1) * count // 2
+        low, high = offset + first + 1, offset + self.q_len  # c of the first and last row
+        if window is None or high <= window:
+            return (low + high) * (high - low + 1) // 2
+        if low >= window:
+            return window * (high - low + 1)
+        return (low + window) * (window - low + 1) // 2 + window * (high - window)
 
     @property
     def flops(self) -> float:
@@ -520,7 +537,10 @@ class Attention(_OperatorBase):
         query attention shares each KV head among ``heads / kv_heads`` query heads); no
         score matrix in DRAM."""
         queries = 2 * self.q_len * self.heads
-        keys_values = 2 * self.kv_len * self.kv_heads
+        # A window reads only the keys some query sees: the last rows' window, back from
+        # the first query's.
+        read = self.kv_len if self.window is None else min(self.kv_len, self.window + self.q_len - 1)
+        keys_values = 2 * read * self.kv_heads
         return float(self.batch * (queries + keys_values) * self.head_dim * self.bytes_per_element)
 
 

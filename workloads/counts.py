@@ -2,18 +2,26 @@
 
 These do not look at the task graph: they restate, term by term, what each layer of
 each architecture computes, so a test can check the builder against them. Per device,
-with ``T`` rows, width ``w``, ``a`` query width (``h/t``, or ``e`` for Kraken), FFN
-``f`` (``F/t`` or Kraken's ``F``), ``k`` heads of width ``d`` on the device, ``S`` query
-rows and ``K`` keys per sequence, ``B`` sequences and ``b`` bytes per element:
+with ``T`` rows, width ``w``, ``a`` query width (``heads x head_dim / t``, or ``e`` for
+Kraken), ``v`` key (= value) width (``kv_heads x head_dim`` of the device), FFN ``f``
+(``F/t`` or Kraken's ``F``), ``k`` heads and ``g`` KV heads of width ``d`` on the
+device, ``S`` query rows and ``K`` keys per sequence, ``B`` sequences and ``b`` bytes
+per element:
 
-- weight GEMMs ``2 T (3 w a + a w + 2 w f)`` FLOP, e.g. ``2 T (3h^2 + h^2 + 2hF) / t``
-  for standard prefill; each reads its input and weights once and writes its output;
-- fused attention ``4 B k d x pairs`` FLOP (``pairs = S (S + 1) / 2`` causal in
-  prefill, ``K`` in decode) and ``b B k (2 S + 2 K) d`` bytes; unfused attention
-  ``2 B k S d K`` FLOP for each of ``Q K^T`` and ``A V`` and ``5 B k S K`` for the
-  softmax, the ``S x K`` scores written and read back;
-- LayerNorm 8, GELU 9 and add 1 FLOP per element; the embedding is an add of the
-  gathered token rows and position rows; the LM head a ``B x w x V_pad / t`` GEMM.
+- weight GEMMs ``2 T (w (a + 2 v) + a w + 2 w f)`` FLOP (``3 w f`` for SwiGLU's fused
+  gate-and-up and its down projection), e.g. ``2 T (3h^2 + h^2 + 2hF) / t`` for GPT
+  standard prefill; each reads its input and weights once and writes its output;
+- fused attention ``4 B k d x pairs`` FLOP (``pairs`` the unmasked query-key pairs:
+  ``S (S + 1) / 2`` causal in prefill, ``K`` in decode, each at most a sliding window)
+  and ``b B (2 S k + 2 K' g) d`` bytes, ``K'`` the keys some query sees; unfused
+  attention ``2 B k S d K`` FLOP for each of ``Q K^T`` and ``A V`` and ``5 B k S K`` for
+  the softmax, the ``S x K`` scores written and read back;
+- rotary positions 3 FLOP per element of Q and K (``T (k + g) d``), reading them, the
+  cos and sin tables (``T d``) and writing them back;
+- LayerNorm 8 and RMSNorm 4 FLOP per element; GELU 9 FLOP per element and SwiGLU 6 per
+  output (two inputs); add 1; the embedding is an add of the gathered token rows and
+  position rows (a copy of the token rows with rotary positions); the LM head a
+  ``B x w x V_pad / t`` GEMM.
 """
 
 from __future__ import annotations
@@ -28,12 +36,23 @@ def _gemm(m: int, k: int, n: int, b: int) -> tuple[float, float]:
     return 2.0 * m * k * n, float((m * k + k * n + m * n) * b)
 
 
+def _pairs(s: Shapes) -> int:
+    """Unmasked query-key pairs of one head and sequence."""
+    S, K, W = s.rows_per_seq, s.kv_len, s.window
+    if not s.causal:
+        return S * (K if W is None else min(K, W))
+    # Query i (1-based) of a prefill sees i keys, at most W.
+    if W is None or S <= W:
+        return S * (S + 1) // 2
+    return W * (W + 1) // 2 + W * (S - W)
+
+
 def _attention(s: Shapes, fused: bool) -> tuple[float, float]:
     """(FLOP, DRAM bytes) of one layer's attention kernels."""
-    B, k, d, S, K, b = s.batch, s.heads, s.head_dim, s.rows_per_seq, s.kv_len, s.bytes_per_element
+    B, k, g, d, S, K, b = s.batch, s.heads, s.kv_heads, s.head_dim, s.rows_per_seq, s.kv_len, s.bytes_per_element
     if fused:
-        pairs = S * (S + 1) // 2 if s.causal else S * K
-        return 4.0 * B * k * d * pairs, float(B * k * (2 * S + 2 * K) * d * b)
+        read = K if s.window is None else min(K, s.window + S - 1)
+        return 4.0 * B * k * d * _pairs(s), float(B * (2 * S * k + 2 * read * g) * d * b)
     scores = B * k * S * K
     flops = 2.0 * 2.0 * B * k * S * d * K + 5.0 * scores
     qk_bytes = B * k * (S * d + d * K) + scores
@@ -48,40 +67,51 @@ def closed_form_counts(shapes: Shapes, arch: str, attention: str, layers: int, w
     ----------
     shapes : Shapes
         Per-device dimensions.
-    arch : {"standard", "parallel", "kraken"}
+    arch : {"standard", "parallel", "kraken", "ladder"}
         Architecture.
     attention : {"fused", "unfused"}
         Attention kernels.
     layers : int
         Layers simulated.
     whole : bool
-        Whether embeddings and LM head are included.
+        Whether embeddings and the LM head are included.
 
     Returns
     -------
     dict
         ``matmul_flops`` (weight GEMMs, Kraken projection and LM head),
         ``attention_flops`` (attention kernels, softmax included), ``vector_flops``
-        (LayerNorm, GELU, adds, embedding), ``flops`` (all), ``dram_bytes`` (least
-        DRAM traffic of all kernels) and ``collective_bytes`` (message sizes of the
-        collectives the device takes part in).
+        (norms, activations, rotary, adds, embedding), ``flops`` (all), ``dram_bytes``
+        (least DRAM traffic of all kernels) and ``collective_bytes`` (message sizes of
+        the collectives the device takes part in).
     """
     s = shapes
-    T, w, a, f, b = s.rows, s.width, s.attn_width, s.ffn_width, s.bytes_per_element
+    T, w, a, v, f, b = s.rows, s.width, s.attn_width, s.kv_width, s.ffn_width, s.bytes_per_element
     tp = s.tp
+    swiglu = s.activation == "swiglu"
     matmul_flops = matmul_bytes = 0.0
-    for m, k, n in ((T, w, 3 * a), (T, a, w), (T, w, f), (T, f, w)):
+    for m, k, n in ((T, w, a + 2 * v), (T, a, w), (T, w, 2 * f if swiglu else f), (T, f, w)):
         flops, nbytes = _gemm(m, k, n, b)
         matmul_flops += flops
         matmul_bytes += nbytes
     att_flops, att_bytes = _attention(s, attention == "fused")
     norms = 1 if arch == "parallel" else 2
     adds = 2
-    norm_flops, norm_bytes = 8.0 * T * w, float((2 * T * w + 2 * w) * b)
+    if s.norm == "rmsnorm":
+        norm_flops, norm_bytes = 4.0 * T * w, float((2 * T * w + w) * b)
+    else:
+        norm_flops, norm_bytes = 8.0 * T * w, float((2 * T * w + 2 * w) * b)
     add_flops, add_bytes = float(T * w), 3.0 * T * w * b
-    gelu_flops, gelu_bytes = 9.0 * T * f, 2.0 * T * f * b
-    per_layer_vector = norms * norm_flops + adds * add_flops + gelu_flops
-    per_layer_bytes = matmul_bytes + att_bytes + norms * norm_bytes + adds * add_bytes + gelu_bytes
+    if swiglu:
+        act_flops, act_bytes = 6.0 * T * f, 3.0 * T * f * b
+    else:
+        act_flops, act_bytes = 9.0 * T * f, 2.0 * T * f * b
+    rope_flops = rope_bytes = 0.0
+    if s.position == "rope":
+        rotated = T * (s.heads + s.kv_heads) * s.head_dim
+        rope_flops, rope_bytes = 3.0 * rotated, float((2 * rotated + T * s.head_dim) * b)
+    per_layer_vector = norms * norm_flops + adds * add_flops + act_flops + rope_flops
+    per_layer_bytes = matmul_bytes + att_bytes + norms * norm_bytes + adds * add_bytes + act_bytes + rope_bytes
     totals = {
         "matmul_flops": layers * matmul_flops,
         "attention_flops": layers * att_flops,
@@ -97,12 +127,20 @@ def closed_form_counts(shapes: Shapes, arch: str, attention: str, layers: int, w
         totals["dram_bytes"] += (layers - 1) * (add_bytes + 2 * 2 * residual)
         comm += (layers - 1) * residual
     elif arch != "kraken":
-        comm += layers * (2 if arch == "standard" else 1) * residual
+        # Ladder's two all-reduces per layer are the standard ones, each added to the
+        # stream one module later (the last two after the last layer): the same adds.
+        comm += layers * (1 if arch == "parallel" else 2) * residual
     if whole:
-        # Embedding: token rows plus position rows; the final LN; the LM head over the
-        # last position of each sequence; Kraken's all-gather and N e -> e projection.
-        totals["vector_flops"] += add_flops + norm_flops
-        totals["dram_bytes"] += add_bytes + norm_bytes
+        # Embedding: token rows plus position rows (token rows copied, with rotary
+        # positions); the final norm; the LM head over the last position of each
+        # sequence; Kraken's all-gather and N e -> e projection.
+        if s.position == "learned":
+            totals["vector_flops"] += add_flops
+            totals["dram_bytes"] += add_bytes
+        else:
+            totals["dram_bytes"] += 2.0 * T * w * b
+        totals["vector_flops"] += norm_flops
+        totals["dram_bytes"] += norm_bytes
         head_flops, head_bytes = _gemm(s.batch, w, s.vocab_padded // tp, b)
         totals["matmul_flops"] += head_flops
         totals["dram_bytes"] += head_bytes

@@ -24,6 +24,17 @@ FFN expansion of 2 and choose ``e`` so the *total* parameter count matches a GPT
 This gives 504 for the released 125M config (GPT-2 small, N=4; released 504), 644 for
 350M (released 644) and 960 for GPT-3 760M (released 960), all with ``n / N`` heads
 (widths 168, 161 and 240).
+
+The rule generalises to the models of today (Llama, Mistral, Qwen) with the sub-layer
+built as its model's layers are: the same norm, FFN kind (SwiGLU's three matrices),
+positions and biases, an FFN of ``ffn_expansion * e``. The parameter count of a
+sub-layer is still ``A e^2 + B e`` (:func:`sublayer_coefficients`, with the model's
+query-to-KV ratio) and ``e`` the root of the same quadratic. Such models fix their head
+width (128), so the sub-layer keeps it: ``e`` becomes the nearest whole number of heads
+times ``head_dim``, and the sub-layer takes the largest divisor of its heads not above
+``heads x kv_heads / n`` as its KV heads (Llama-3-70B at N = 8: 28 heads of 128, 2 KV
+heads, e = 3584). A mixture of experts has no Kraken counterpart here (the paper's are
+dense).
 """
 
 from __future__ import annotations
@@ -57,25 +68,47 @@ def layer_params(width: int | float, ffn_hidden: int | float) -> float:
 
 
 def standard_params(model: ModelSpec) -> float:
-    """Parameters of a standard model: layers, embeddings, final LayerNorm, LM head if untied."""
-    h = model.hidden
-    embeddings = (model.vocab_size + model.max_positions) * h
-    head = 0 if model.tied_embeddings else model.vocab_size * h
-    return model.layers * layer_params(h, model.ffn_hidden) + embeddings + 2 * h + head
+    """Parameters of a standard model: layers, embeddings, final norm, LM head if untied
+    (:func:`workloads.params.parameter_counts`)."""
+    from workloads.params import parameter_counts
+
+    return float(parameter_counts(model)["total"])
+
+
+def sublayer_coefficients(model: ModelSpec, degree: int, ffn_expansion: float) -> tuple[float, float]:
+    """``(A, B)`` with one Kraken sub-layer of width ``e`` holding ``A e^2 + B e`` parameters.
+
+    Attention: ``e x e`` queries and output, ``2 e x g e`` keys and values with
+    ``g = kv_sub / heads_sub`` the sub-layer's KV-to-query ratio; the FFN ``m x e^2``
+    (``m = 2`` GELU, ``3`` SwiGLU, times the expansion); norms and biases linear in ``e``.
+    """
+    heads = _heads_per_sublayer(model, degree)
+    kv = max(1, model.n_kv_heads // degree)
+    g = kv / heads
+    x = ffn_expansion
+    swiglu = model.activation == "swiglu"
+    quad = 2 + 2 * g + (3 if swiglu else 2) * x
+    norms = 2 * (2 if model.norm == "layernorm" else 1)
+    biases = {"all": (1 + 2 * g) + 1 + (2 * x if swiglu else x) + 1, "qkv": 1 + 2 * g, "none": 0.0}[model.biases]
+    return quad, norms + biases
 
 
 def kraken_params(model: ModelSpec, degree: int, width: float, ffn_expansion: float) -> float:
     """Parameters of a Kraken model of ``degree`` sub-layers of ``width`` per layer.
 
-    Layers, token and position embeddings of width ``e``, the final ``N e -> e``
-    projection with its bias, the final LayerNorm, and the LM head if untied.
+    Layers (:func:`sublayer_coefficients`), token and position embeddings of width
+    ``e``, the final ``N e -> e`` projection with its bias, the final norm, and the LM
+    head if untied.
     """
     e = width
-    embeddings = (model.vocab_size + model.max_positions) * e
+    positions = model.max_positions if model.position == "learned" else 0
+    embeddings = (model.vocab_size + positions) * e
     head = 0 if model.tied_embeddings else model.vocab_size * e
     projection = degree * e * e + e
-    sublayers = model.layers * degree * layer_params(e, ffn_expansion * e)
-    return sublayers + embeddings + projection + 2 * e + head
+    a, b = sublayer_coefficients(model, degree, ffn_expansion)
+    sublayers = model.layers * degree * (a * e * e + b * e)
+    final_norm = (2 if model.norm == "layernorm" else 1) * e
+    return sublayers + embeddings + projection + final_norm + head
 
 
 @dataclass(frozen=True)
@@ -110,16 +143,22 @@ class KrakenRule:
 
     def exact_width(self, model: ModelSpec, degree: int) -> float:
         """The unrounded ``e`` solving the rule's parameter equation (a quadratic in ``e``)."""
-        x = self.ffn_expansion
-        # One sub-layer: (4 + 2x) e^2 + (9 + x) e.
-        quad = (4 + 2 * x) * degree
-        lin = (_LAYER_VECTOR_WIDTHS + x) * degree
+        from workloads.params import attention_params, ffn_params
+
+        if model.moe is not None:
+            raise DesError(f"model '{model.name}' has experts: Kraken counterparts are derived for dense models only")
+        # One sub-layer: A e^2 + B e ((4 + 2x) e^2 + (9 + x) e for GPT).
+        a, b = sublayer_coefficients(model, degree, self.ffn_expansion)
+        quad, lin = a * degree, b * degree
         if self.match == "layer_params":
-            target = layer_params(model.hidden, model.ffn_hidden)
+            norms = 2 * (2 if model.norm == "layernorm" else 1) * model.hidden
+            target = attention_params(model) + ffn_params(model, model.ffn_hidden) + norms
         else:
             quad = quad * model.layers + degree
             vocab = model.vocab_size * (1 if model.tied_embeddings else 2)
-            lin = lin * model.layers + vocab + model.max_positions + 3
+            positions = model.max_positions if model.position == "learned" else 0
+            final_norm = 2 if model.norm == "layernorm" else 1
+            lin = lin * model.layers + vocab + positions + final_norm + 1
             target = standard_params(model)
         return (-lin + math.sqrt(lin * lin + 4 * quad * target)) / (2 * quad)
 
@@ -157,8 +196,19 @@ class KrakenRule:
                 f"({model.source}), but TP is {degree}; run it with TP={fixed.degree}"
             )
         heads = _heads_per_sublayer(model, degree)
+        kv_heads = None
         if fixed is not None:
             width, ffn = fixed.width, fixed.ffn_hidden
+        elif _keeps_head_width(model):
+            # Today's models fix the head width (128 for Llama, Mistral, Qwen): the
+            # sub-layer keeps it, takes the whole number of heads nearest e / head_dim,
+            # and as many KV heads as keep the model's query-to-KV ratio (a divisor).
+            d = model.head_dim
+            heads = max(1, math.floor(self.exact_width(model, degree) / d + 0.5))
+            width = heads * d
+            ffn = round(self.ffn_expansion * width)
+            target = heads * model.n_kv_heads / model.heads
+            kv_heads = max(k for k in range(1, heads + 1) if heads % k == 0 and k <= max(1.0, target))
         else:
             heads = self.heads(model, degree)
             width = self.width(model, degree)
@@ -168,6 +218,10 @@ class KrakenRule:
             name=f"{model.name}-kraken{degree}",
             hidden=width,
             heads=heads,
+            kv_heads=kv_heads if kv_heads is not None else (
+                _sublayer_kv_heads(model, degree, heads) if model.kv_heads is not None else None
+            ),
+            head_size=model.head_dim if _keeps_head_width(model) and fixed is None else None,
             ffn_hidden=ffn,
             kraken=None,
             degree=degree,
@@ -183,3 +237,16 @@ def _heads_per_sublayer(model: ModelSpec, degree: int) -> int:
             f"Kraken degree {degree} does not divide the {model.heads} heads of model '{model.name}'"
         )
     return model.heads // degree
+
+
+def _sublayer_kv_heads(model: ModelSpec, degree: int, heads: int) -> int:
+    """KV heads of a sub-layer of ``heads`` query heads: ``kv_heads / N`` (at least one),
+    reduced to a divisor of ``heads`` where the head-width limit added query heads."""
+    return math.gcd(heads, max(1, model.n_kv_heads // degree))
+
+
+def _keeps_head_width(model: ModelSpec) -> bool:
+    """Whether the Kraken sub-layer keeps the model's head width: models with rotary
+    positions or grouped-query attention (Llama, Mistral, Qwen), whose kernels and
+    checkpoints fix it."""
+    return model.position == "rope" or model.kv_heads is not None or model.head_size is not None

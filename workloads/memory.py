@@ -1,15 +1,17 @@
 """Per-device memory of a workload: weights, KV cache and the largest live activations.
 
-- **Weights**: per layer, Megatron splits the QKV and FFN-up GEMMs by columns and the
-  output and FFN-down GEMMs by rows, so ``(4 h^2 + 2 h F) / t`` weights, the
-  column-parallel biases ``(3 h + F) / t``, and the row-parallel biases and LayerNorms
-  replicated (the parallel architecture has one LayerNorm); Kraken holds its whole
-  sub-layer. The whole model adds the vocabulary-parallel token embedding
-  ``V_pad / t x width``, the replicated position table and final LayerNorm, an untied
-  LM head, and Kraken's ``N e x e`` final projection with its bias.
+- **Weights**: per layer, Megatron splits the QKV and FFN-up (gate and up, for SwiGLU)
+  GEMMs by columns and the output and FFN-down GEMMs by rows, so with this device's
+  query width ``a = heads x head_dim / t``, key width ``kv`` (``kv_heads x head_dim / t``,
+  or one replicated head), FFN ``f = F / t``: ``w (a + 2 kv) + a w + 2 w f`` weights
+  (``3 w f`` for SwiGLU), the column-parallel biases where the model has them, and the
+  row-parallel biases and norms replicated (the parallel architecture has one norm);
+  Kraken holds its whole sub-layer. The whole model adds the vocabulary-parallel token
+  embedding ``V_pad / t x width``, the replicated position table (learned positions
+  only) and final norm, an untied LM head, and Kraken's ``N e x e`` final projection.
 - **KV cache**: keys and values of every simulated layer, ``2 x layers x B x slots x
-  (h / t or e)`` elements, ``slots`` being the prompt (prefill) or the KV length plus
-  the new token (decode).
+  kv`` elements, ``slots`` being the prompt (prefill) or the KV length plus the new
+  token (decode): grouped-query attention shrinks it by ``heads / kv_heads``.
 - **Activations**: the residual stream, plus the largest inputs-plus-outputs of any
   kernel (weights excluded; the score matrix of unfused prefill attention dominates
   there), plus the largest collective buffer.
@@ -20,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from des.errors import DoesNotFitError
-from des.operators import LayerNorm, Matmul
+from des.operators import LayerNorm, Matmul, RMSNorm
 from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
 from des.units import GiB
 from workloads.shapes import Shapes
@@ -63,15 +65,17 @@ def weight_elements(shapes: Shapes, arch: str, layers: int, whole: bool, tied: b
     """Parameters one device holds (elements, not bytes)."""
     s = shapes
     w, f = s.width, s.ffn_width
-    a = s.attn_width  # h / t, or e for Kraken
+    a, kv = s.attn_width, s.kv_width  # this device's query and key (= value) widths
+    norm = (2 if s.norm == "layernorm" else 1) * w
     norms = 1 if arch == "parallel" else 2
-    matrices = 3 * w * a + a * w + 2 * w * f
-    split_biases = 3 * a + f
-    replicated = 2 * w + 2 * w * norms  # row-parallel biases, LayerNorm scale and shift
+    ffn_matrices = (3 if s.activation == "swiglu" else 2) * w * f
+    matrices = w * (a + 2 * kv) + a * w + ffn_matrices
+    split_biases = {"all": a + 2 * kv + (2 if s.activation == "swiglu" else 1) * f, "qkv": a + 2 * kv, "none": 0}[s.biases]
+    replicated = (2 * w if s.biases == "all" else 0) + norms * norm  # row-parallel biases, norms
     total = layers * (matrices + split_biases + replicated)
     if whole:
         embedding = s.vocab_per_device * w
-        total += embedding * (1 if tied else 2) + s.positions * w + 2 * w
+        total += embedding * (1 if tied else 2) + s.position_table_rows * w + norm
         if arch == "kraken":
             total += s.tp * w * w + w
     return float(total)
@@ -81,7 +85,7 @@ def _activation_io_bytes(operator: object) -> float:
     """Bytes a kernel reads and writes, its weights excluded."""
     if isinstance(operator, Matmul):
         return float((operator.M * operator.K + operator.M * operator.N) * operator.bytes_per_element)
-    if isinstance(operator, LayerNorm):
+    if isinstance(operator, (LayerNorm, RMSNorm)):
         return 2.0 * operator.elements * operator.bytes_per_element
     return float(operator.min_dram_bytes)  # type: ignore[attr-defined]
 
@@ -111,7 +115,7 @@ def estimate_memory(
     s = shapes
     bpe = s.bytes_per_element
     weights = weight_elements(s, arch, layers, whole, tied) * bpe
-    kv = 2.0 * layers * s.batch * s.kv_cache_len * s.attn_width * bpe
+    kv = 2.0 * layers * s.batch * s.kv_cache_len * s.kv_width * bpe
     kernel_peak = 0.0
     buffer_peak = 0.0
     for task in graph:

@@ -2,9 +2,11 @@
 
 :func:`shapes_for` reduces a model, an architecture, a phase and a TP degree to the
 numbers every kernel shape is made of: rows ``T = batch * S``, keys attended, the
-residual width, and each device's share of heads, FFN and vocabulary. Standard and
-parallel architectures divide heads, FFN and vocabulary by ``t``; Kraken keeps its
-sub-layer whole on each device and divides only the vocabulary.
+residual width, and each device's share of query heads, key/value heads, FFN and
+vocabulary. Standard, parallel and ladder architectures divide heads, FFN and
+vocabulary by ``t``; key/value heads are divided too while there are at least ``t`` of
+them, and replicated (one per device, each held by ``t / kv_heads`` devices) beyond;
+Kraken keeps its sub-layer whole on each device and divides only the vocabulary.
 """
 
 from __future__ import annotations
@@ -54,6 +56,12 @@ class Shapes:
         Vocabulary padded to a multiple of ``128 * tp``.
     positions : int
         Rows of the position table.
+    kv_heads : int
+        Key/value heads on one device.
+    norm, activation, position, biases : str
+        The model's kinds (:mod:`workloads.model`).
+    window : int or None
+        The sliding window of attention, if any.
     """
 
     phase: str
@@ -71,6 +79,16 @@ class Shapes:
     ffn_width: int
     vocab_padded: int
     positions: int
+    kv_heads: int = 0
+    norm: str = "layernorm"
+    activation: str = "gelu"
+    position: str = "learned"
+    biases: str = "all"
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.kv_heads:
+            object.__setattr__(self, "kv_heads", self.heads)
 
     @property
     def rows(self) -> int:
@@ -81,6 +99,21 @@ class Shapes:
     def attn_width(self) -> int:
         """Width of this device's queries (= keys = values): its heads times head width."""
         return self.heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        """Width of this device's keys (or values): its KV heads times head width."""
+        return self.kv_heads * self.head_dim
+
+    @property
+    def qkv_width(self) -> int:
+        """Outputs of this device's fused QKV projection."""
+        return self.attn_width + 2 * self.kv_width
+
+    @property
+    def position_table_rows(self) -> int:
+        """Rows of the learned position table (none with rotary positions)."""
+        return self.positions if self.position == "learned" else 0
 
     @property
     def vocab_per_device(self) -> int:
@@ -103,6 +136,8 @@ def shapes_for(
 ) -> Shapes:
     """The :class:`Shapes` of ``model`` (already the Kraken model for ``kraken``)."""
     split = 1 if arch == "kraken" else tp
+    kv = model.n_kv_heads
+    kv_per_device = kv if split == 1 else (kv // split if kv >= split else 1)
     prefill = phase == "prefill"
     keys = seq if prefill else int(kv_len or 0)
     return Shapes(
@@ -122,4 +157,10 @@ def shapes_for(
         ffn_width=model.ffn_hidden // split,
         vocab_padded=model.padded_vocab(tp),
         positions=model.max_positions,
+        kv_heads=kv_per_device,
+        norm=model.norm,
+        activation=model.activation,
+        position=model.position,
+        biases=model.biases,
+        window=model.sliding_window,
     )

@@ -44,7 +44,10 @@ from des.operators import (
     Gelu,
     LayerNorm,
     Matmul,
+    RMSNorm,
+    Rotary,
     Softmax,
+    SwiGLU,
     dtype_bytes,
 )
 from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
@@ -58,7 +61,7 @@ from workloads.shapes import ATTENTIONS, PHASES, Shapes, shapes_for
 logger = logging.getLogger(__name__)
 
 #: Architectures the builder knows.
-ARCHS = ("standard", "parallel", "kraken")
+ARCHS = ("standard", "parallel", "kraken", "ladder")
 
 Deps = list[tuple[str, ...]]
 
@@ -257,6 +260,12 @@ def _built_model(base: ModelSpec, arch: str, tp: int, rule: KrakenRule) -> Model
         raise DesError(f"TP={tp} does not divide the {base.heads} heads of model '{base.name}'")
     if base.ffn_hidden % tp:
         raise DesError(f"TP={tp} does not divide the FFN width {base.ffn_hidden} of model '{base.name}'")
+    kv = base.n_kv_heads
+    if kv % tp and tp % kv:
+        raise DesError(
+            f"TP={tp} neither divides the {kv} KV heads of model '{base.name}' nor is a multiple of them "
+            "(KV heads are split over the ranks, or each replicated on TP / kv_heads of them)"
+        )
     return base
 
 
@@ -307,35 +316,52 @@ class _GraphBuilder:
 
     # ------------------------------------------------------------------ pieces
 
+    def norm_op(self, rows: int, cols: int) -> Any:
+        """The model's normalisation kernel over ``rows x cols``."""
+        return (RMSNorm if self.s.norm == "rmsnorm" else LayerNorm)(rows, cols, self.dtype)
+
     def attention(self, p: str, after: Deps, fused: bool) -> Deps:
         s = self.s
         if fused:
-            op = Attention(s.batch, s.heads, s.rows_per_seq, s.kv_len, s.head_dim, s.causal, self.dtype)
+            op = Attention(s.batch, s.heads, s.rows_per_seq, s.kv_len, s.head_dim, s.causal, self.dtype,
+                           kv_heads=s.kv_heads, window=s.window)
             return self.kernel(p, "attn", "attention", op, after)
+        if s.kv_heads != s.heads or s.window is not None:
+            raise DesError("unfused attention is built for multi-head attention without a window; use fused")
         bh = s.batch * s.heads
         qk = self.kernel(p, "qk", "qk", BatchedMatmul(bh, s.rows_per_seq, s.head_dim, s.kv_len, self.dtype), after, category="attention")
         sm = self.kernel(p, "softmax", "softmax", Softmax(bh * s.rows_per_seq, s.kv_len, self.dtype), qk)
         return self.kernel(p, "av", "av", BatchedMatmul(bh, s.rows_per_seq, s.kv_len, s.head_dim, self.dtype), sm, category="attention")
 
     def mha(self, p: str, x: Deps | None, fused: bool) -> tuple[Deps, Deps]:
-        """LN1, QKV, attention and the output GEMM; returns (LN output, wo output)."""
+        """Norm, QKV (with rotary positions on Q and K), attention and the output GEMM;
+        returns (norm output, output-projection output)."""
         s = self.s
-        ln = self.kernel(p, "ln1", "layernorm", LayerNorm(s.rows, s.width, self.dtype), x)
-        qkv = self.kernel(p, "qkv", "qkv", Matmul(s.rows, s.width, 3 * s.attn_width, self.dtype), ln)
+        ln = self.kernel(p, "ln1", "layernorm", self.norm_op(s.rows, s.width), x)
+        qkv = self.kernel(p, "qkv", "qkv", Matmul(s.rows, s.width, s.qkv_width, self.dtype), ln)
+        if s.position == "rope":
+            rope = Rotary(s.rows, s.heads + s.kv_heads, s.head_dim, self.dtype)
+            qkv = self.kernel(p, "rope", "rope", rope, qkv, category="elementwise")
         att = self.attention(p, qkv, fused)
         return ln, self.kernel(p, "wo", "wo", Matmul(s.rows, s.attn_width, s.width, self.dtype), att)
 
     def ffn(self, p: str, x: Deps) -> Deps:
         s = self.s
-        w1 = self.kernel(p, "w1", "w1", Matmul(s.rows, s.width, s.ffn_width, self.dtype), x)
-        act = self.kernel(p, "gelu", "gelu", Gelu(s.rows * s.ffn_width, self.dtype), w1)
+        if s.activation == "swiglu":
+            # Gate and up projections fused into one column-parallel GEMM, as vLLM's
+            # MergedColumnParallelLinear and TensorRT-LLM's gated MLP do.
+            w13 = self.kernel(p, "w13", "w1", Matmul(s.rows, s.width, 2 * s.ffn_width, self.dtype), x)
+            act = self.kernel(p, "swiglu", "swiglu", SwiGLU(s.rows * s.ffn_width, self.dtype), w13, category="elementwise")
+        else:
+            w1 = self.kernel(p, "w1", "w1", Matmul(s.rows, s.width, s.ffn_width, self.dtype), x)
+            act = self.kernel(p, "gelu", "gelu", Gelu(s.rows * s.ffn_width, self.dtype), w1)
         return self.kernel(p, "w2", "w2", Matmul(s.rows, s.ffn_width, s.width, self.dtype), act)
 
     def add(self, p: str, step: str, *after: Deps) -> Deps:
         return self.kernel(p, step, "add", ElementwiseAdd(self.s.rows * self.s.width, self.dtype), *after)
 
     def layernorm(self, p: str, step: str, after: Deps | None) -> Deps:
-        return self.kernel(p, step, "layernorm", LayerNorm(self.s.rows, self.s.width, self.dtype), after)
+        return self.kernel(p, step, "layernorm", self.norm_op(self.s.rows, self.s.width), after)
 
     # ------------------------------------------------------------------ layers
 
@@ -372,11 +398,32 @@ class _GraphBuilder:
         h = self.ffn(p, self.layernorm(p, "ln2", z))
         return self.add(p, "add2", h, a)
 
+    def ladder_layer(self, p: str, x: Deps | None, fused: bool, pending: list) -> Deps:
+        """Ladder Residual: a module's all-reduce runs beside the next module's compute.
+
+        ``pending`` holds the all-reduces not yet added to the residual stream (the
+        previous attention's and FFN's). The attention block reads the residual stream
+        with the previous attention output added (its all-reduce ran beside the
+        previous FFN), the FFN block the one with the previous FFN output added (its
+        all-reduce ran beside this attention).
+        """
+        if pending and pending[0] is not None:
+            x = self.add(p, "add_attn", x, pending[0])
+        _, wo = self.mha(p, x, fused)
+        attn_ar = self.collective(p, "ar1", "allreduce", self.s.residual_bytes, wo)
+        if pending and pending[1] is not None:
+            x = self.add(p, "add_ffn", x, pending[1])
+        h = self.ffn(p, self.layernorm(p, "ln2", x))
+        ffn_ar = self.collective(p, "ar2", "allreduce", self.s.residual_bytes, h)
+        pending[:] = [attn_ar, ffn_ar]
+        return x
+
     # ------------------------------------------------------------------ model
 
     def embedding(self) -> Deps:
         s = self.s
-        op = ElementwiseAdd(s.rows * s.width, self.dtype)
+        # The token rows gathered, plus the position rows where positions are learned.
+        op = ElementwiseAdd(s.rows * s.width, self.dtype) if s.position == "learned" else Copy(s.rows * s.width, self.dtype)
         emb = self.kernel("emb", "embed", "embedding", op, None, category="elementwise")
         return self.collective("emb", "ar", "allreduce", s.residual_bytes, emb)
 
@@ -394,6 +441,7 @@ class _GraphBuilder:
     def build(self, arch: str, attention: str, layers: int, whole: bool) -> TaskGraph:
         fused = attention == "fused"
         x = self.embedding() if whole else None
+        pending: list = []
         for index in range(layers):
             self.layer = index + 1
             p = f"L{self.layer}"
@@ -401,8 +449,14 @@ class _GraphBuilder:
                 x = self.standard_layer(p, x, fused)
             elif arch == "parallel":
                 x = self.parallel_layer(p, x, fused)
+            elif arch == "ladder":
+                x = self.ladder_layer(p, x, fused, pending)
             else:
                 x = self.kraken_layer(p, x, fused, first=index == 0)
+        if arch == "ladder" and pending:
+            # The last attention's and FFN's all-reduces join the stream before the end.
+            x = self.add(f"L{layers}", "add_out_attn", x, pending[0])
+            x = self.add(f"L{layers}", "add_out_ffn", x, pending[1])
         self.layer = None
         if whole:
             self.head(x, arch)

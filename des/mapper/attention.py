@@ -88,8 +88,12 @@ def _tile_arrays(op: Any, device: DeviceSpec, params: MapperParams) -> dict[str,
     if op.causal:
         last_query = np.minimum((first_block + band_blocks) * Bq[:, None], op.q_len)
         visible = np.clip(op.kv_len - op.q_len + last_query, 0, op.kv_len)
+        if op.window is not None:
+            # A sliding window: the band's rows see from the first row's window start.
+            rows = np.maximum(last_query - first_block * Bq[:, None], 0)
+            visible = np.minimum(visible, op.window + rows - 1)
     else:
-        visible = np.full(j.shape, op.kv_len) + 0 * Bq[:, None]
+        visible = np.full(j.shape, op.visible_keys()) + 0 * Bq[:, None]
     keys = -(-visible // Sk[:, None])
     blocks = -(-keys // Bk[:, None])
     fixed = (bq * d * b + bq * d * ACCUMULATOR_BYTES) / l2_per_unit + (H + W)
@@ -139,7 +143,8 @@ def schedule_attention(operator: Any, device: DeviceSpec, params: MapperParams) 
     run_tiles = np.take_along_axis(t["band_blocks"], order, axis=1) * (heads * Sk)[:, None]
     runs = _wave_runs(run_tiles, units)
 
-    head_kv = 2.0 * op.kv_len * d * b
+    read_keys = op.kv_len if op.window is None else min(op.kv_len, op.window + op.q_len - 1)
+    head_kv = 2.0 * read_keys * d * b
     # query blocks of a head that run at once stream its K and V together through L2
     kv_reads = np.where(head_kv <= device.l2_bytes / 2, 1, -(-nq // units))
     qo = 2.0 * heads * op.q_len * d * b
