@@ -186,7 +186,8 @@ class Engine:
                     self.network, task.kind, task.group, task.nbytes, self.system.collective,
                     self.comm_library, self.comm_launch_s, self.algorithm,
                 )
-                work = build(plan, self.network, task.kind, task.group, task.nbytes, self.trace, task.name, task.stream)
+                work = build(plan, self.network, task.kind, task.group, task.nbytes, self.trace, task.name, task.stream,
+                             matrix=task.matrix)
             waits = list(task.deps)
             for key in streams:
                 previous = last_in_stream.get(key)

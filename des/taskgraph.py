@@ -64,7 +64,7 @@ class CollectiveTask:
     name : str
         Unique task name.
     kind : str
-        ``allreduce``, ``allgather`` or ``reducescatter``.
+        ``allreduce``, ``allgather``, ``reducescatter``, ``alltoall`` or ``send``.
     group : tuple of str
         Devices in rank order.
     nbytes : float
@@ -77,6 +77,9 @@ class CollectiveTask:
         What the task is within its workload (``allreduce``, ``allgather``...).
     layer : int or None
         The model layer the task belongs to (1-based), ``None`` outside any layer.
+    matrix : tuple of tuples of float, or None
+        An all-to-all's bytes from rank ``i`` to rank ``j`` (its sum is ``nbytes``);
+        ``None``: uniform. A send (``group`` of two) goes from the first to the second.
     """
 
     name: str
@@ -87,6 +90,7 @@ class CollectiveTask:
     deps: tuple[str, ...] = ()
     label: str = ""
     layer: int | None = None
+    matrix: tuple[tuple[float, ...], ...] | None = None
 
 
 Task = KernelTask | CollectiveTask

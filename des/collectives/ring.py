@@ -45,7 +45,12 @@ KINDS = {
     "allreduce": (1, 1),
     "reducescatter": (1, 0),
     "allgather": (0, 1),
+    # Not ring collectives: des.collectives.alltoall runs them (no ring steps).
+    "alltoall": (0, 0),
+    "send": (0, 0),
 }
+#: The kinds that move a matrix of bytes between ranks rather than reduce or gather.
+EXCHANGE_KINDS = ("alltoall", "send")
 
 
 @dataclass(frozen=True)
@@ -129,11 +134,17 @@ def buffer_bytes(kind: str, nbytes: float, ranks: int) -> float:
     """Bytes of send and receive buffers one rank holds for a call (nccl-tests' layout).
 
     All-reduce: ``nbytes`` in and ``nbytes`` out; all-gather: ``nbytes / ranks`` in and
-    the gathered ``nbytes`` out; reduce-scatter: ``nbytes`` in and ``nbytes / ranks`` out.
+    the gathered ``nbytes`` out; reduce-scatter: ``nbytes`` in and ``nbytes / ranks`` out;
+    all-to-all (``nbytes`` the whole matrix): an average rank's ``nbytes / ranks`` out and
+    as much in; a send: its message.
     """
     check_kind(kind)
     if kind == "allreduce":
         return 2.0 * nbytes
+    if kind == "alltoall":
+        return 2.0 * nbytes / ranks  # an average rank's row out and column in
+    if kind == "send":
+        return float(nbytes)
     return nbytes + nbytes / ranks
 
 

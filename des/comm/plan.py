@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from des.collectives.ring import EXCHANGE_KINDS
 from des.comm.engines import peer_params, trtllm_choice, vllm_choice
 from des.comm.facts import group_facts
 from des.comm.nccl import HW_LAT_US, plan_params, tuning_for
@@ -109,6 +110,8 @@ def plan_call(network, kind: str, group, nbytes: float, params: CollectiveParams
     """
     name = check_library(library or params.library)
     group = tuple(group)
+    if kind in EXCHANGE_KINDS:
+        return _exchange_plan(network, kind, group, nbytes, params, name, launch_overhead_s, algorithm)
     if name == "fixed":
         chosen = algorithm or params.algorithm
         return CommPlan("fixed", chosen, None, params.channels, 1, dataclasses.replace(params, library="fixed"))
@@ -137,8 +140,39 @@ def plan_call(network, kind: str, group, nbytes: float, params: CollectiveParams
     return CommPlan(name, chosen, protocol, channels, 1, single, predicted_s)
 
 
-def build(plan: CommPlan, network, kind: str, group, nbytes: float, trace, name: str | None = None, stream: str = "comm"):
-    """The collective object that runs ``plan`` (its ``run()`` returns a CollectiveResult)."""
+def _exchange_plan(network, kind: str, group, nbytes: float, params: CollectiveParams, name: str,
+                   launch_overhead_s: float | None, algorithm: str | None) -> CommPlan:
+    """An all-to-all or a send: NCCL's grouped point-to-point calls, every peer at once
+    (``direct``; ``pairwise`` when forced).
+
+    The ``fixed`` library runs the system's collective block as it is. The others run
+    NCCL's point-to-point path (the engines call NCCL for these too): the per-hop
+    latency, protocol and bandwidth share of NCCL's model for a ring all-gather of one
+    pair's average message, the nearest call its cost model prices.
+    """
+    from des.collectives.alltoall import ALLTOALL_ALGORITHMS
+
+    chosen = algorithm if algorithm in ALLTOALL_ALGORITHMS else "direct"
+    if algorithm is not None and algorithm not in ALLTOALL_ALGORITHMS:
+        raise DesError(f"unknown {kind} schedule {algorithm!r}; known: {', '.join(ALLTOALL_ALGORITHMS)}")
+    if name == "fixed":
+        return CommPlan("fixed", chosen, None, params.channels, 1, dataclasses.replace(params, library="fixed"))
+    facts = group_facts(network.graph, group, params.nvls)
+    tuning = tuning_for(facts, params.tuning)
+    pairs = max(1, len(group) * (len(group) - 1)) if kind == "alltoall" else 1
+    per_pair = nbytes / pairs
+    _chosen, protocol, channels, single, predicted_s = plan_params(
+        facts, "allgather", per_pair * len(group), tuning, launch_overhead_s, algorithm="ring"
+    )
+    single = dataclasses.replace(single, library="nccl" if name in ("trtllm", "vllm") else name)
+    return CommPlan(single.library, chosen, protocol, channels, 1, single)
+
+
+def build(plan: CommPlan, network, kind: str, group, nbytes: float, trace, name: str | None = None, stream: str = "comm",
+          matrix=None):
+    """The collective object that runs ``plan`` (its ``run()`` returns a CollectiveResult);
+    ``matrix`` is an all-to-all's bytes from rank to rank (``None``: uniform; a send's is
+    built from its message)."""
     from des.collectives.hierarchical import make_collective
     from des.collectives.nvls import NvlsAllReduce
     from des.collectives.nvls_tree import NvlsTreeAllReduce
@@ -147,6 +181,17 @@ def build(plan: CommPlan, network, kind: str, group, nbytes: float, trace, name:
     from des.collectives.tree import TreeAllReduce
 
     args = (network, kind, group, nbytes, plan.params, trace, name, stream)
+    if kind in EXCHANGE_KINDS:
+        from des.collectives.alltoall import AllToAll
+
+        if kind == "send":
+            if len(group) != 2:
+                raise DesError(f"a send goes from one rank to one other, got {len(group)} ranks")
+            matrix = ((0.0, float(nbytes)), (0.0, 0.0))
+        collective = AllToAll(*args, matrix=matrix, algorithm=plan.algorithm)
+        collective.plan = plan
+        collective.span_args = tuple(plan.as_dict().items())
+        return collective
     if plan.library == "fixed" or plan.algorithm in ("hierarchical", "auto"):
         collective = make_collective(*args, algorithm=plan.algorithm)
         collective.plan = plan
