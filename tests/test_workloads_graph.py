@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from des.errors import DesError
-from des.operators import Attention, BatchedMatmul, Matmul, Softmax
+from des.operators import Attention, BatchedMatmul, GroupedMatmul, Matmul, Softmax
 from des.taskgraph import CollectiveTask, KernelTask
 from workloads import ARCHS, PHASES, KrakenRule, ModelSpec, build_workload, load_model
 
@@ -215,7 +215,7 @@ def graph_counts(workload):
         if task.device != first:
             continue
         op = task.operator
-        if isinstance(op, Matmul):
+        if isinstance(op, (Matmul, GroupedMatmul)):
             key = "matmul_flops"
         elif isinstance(op, (Attention, BatchedMatmul, Softmax)):
             key = "attention_flops"

@@ -60,7 +60,47 @@ def _attention(s: Shapes, fused: bool) -> tuple[float, float]:
     return flops, float((qk_bytes + 2 * scores + av_bytes) * b)
 
 
-def closed_form_counts(shapes: Shapes, arch: str, attention: str, layers: int, whole: bool) -> dict[str, float]:
+def _moe_layer(s: Shapes, moe, layer: int) -> tuple[float, float, float, float]:
+    """(GEMM FLOP, vector FLOP, DRAM bytes, all-to-all bytes) of rank 0's MoE block in
+    ``layer``: the router GEMM over its rows, top-k (5 + k FLOP per logit), dispatch,
+    the experts' grouped GEMMs over the tokens its experts get (each used expert's
+    weights read once), the activation, combine (2 FLOP per routed copy), the shared
+    experts and their gate, the add; at EP > 1 the dispatch and combine matrices."""
+    b, h, k, up = s.bytes_per_element, s.width, moe.top_k, (2 if s.activation == "swiglu" else 1)
+    rows = moe.rows_per_rank[0]
+    if moe.ep == 1:
+        tokens = moe.loads(layer)
+        exchanged = 0.0
+    else:
+        counts = moe.dispatch(layer)
+        tokens = [sum(c[e] for c in counts) for e in range(moe.experts_local)]
+        exchanged = 2.0 * sum(counts[r][e] for r in range(len(counts)) for e in range(moe.experts)) * h * b
+    total, used, W = sum(tokens), sum(1 for t in tokens if t), moe.expert_width
+    gemm = 2.0 * rows * h * moe.experts + 2.0 * total * h * up * W + 2.0 * total * W * h
+    nbytes = (rows * h + h * moe.experts + rows * moe.experts) * b
+    nbytes += (used * h * up * W + total * (h + up * W)) * b + (used * W * h + total * (W + h)) * b
+    vector = (5.0 + k) * rows * moe.experts + 2.0 * rows * k * h
+    nbytes += rows * moe.experts * b + rows * k * (b + 4) + 2 * (rows * h + rows * k * h) * b
+    if up == 2:
+        vector += 6.0 * total * W
+        nbytes += 3.0 * total * W * b
+    else:
+        vector += 9.0 * total * W
+        nbytes += 2.0 * total * W * b
+    if moe.shared_width and rows:
+        S = moe.shared_width
+        gemm += 2.0 * rows * h * up * S + 2.0 * rows * S * h
+        nbytes += (rows * h + h * up * S + rows * up * S) * b + (rows * S + S * h + rows * h) * b
+        vector += (6.0 if up == 2 else 9.0) * rows * S + rows * h
+        nbytes += (3.0 if up == 2 else 2.0) * rows * S * b + 3.0 * rows * h * b
+        if moe.shared_gate:
+            gemm += 2.0 * rows * h
+            nbytes += (rows * h + h + rows) * b
+    return gemm, vector, nbytes, exchanged
+
+
+def closed_form_counts(shapes: Shapes, arch: str, attention: str, layers: int, whole: bool, moe=None, *,
+                       embedding: bool | None = None, head: bool | None = None) -> dict[str, float]:
     """Per-device totals of one step, from the formulas.
 
     Parameters
@@ -75,6 +115,11 @@ def closed_form_counts(shapes: Shapes, arch: str, attention: str, layers: int, w
         Layers simulated.
     whole : bool
         Whether embeddings and the LM head are included.
+    moe : workloads.moe.MoeLayout, optional
+        The experts of a mixture of experts (their routing decides rank 0's tokens).
+    embedding, head : bool, optional
+        Whether the device runs the embedding, and the final norm and LM head (default:
+        ``whole``; a pipeline's first stage has the one, its last the other).
 
     Returns
     -------
@@ -119,6 +164,22 @@ def closed_form_counts(shapes: Shapes, arch: str, attention: str, layers: int, w
         "dram_bytes": layers * per_layer_bytes,
     }
     comm = 0.0
+    if moe is not None:
+        # An MoE layer trades the dense FFN's two (or three) GEMMs and activation for its block.
+        dense_ffn_flops = 0.0
+        dense_ffn_bytes = 0.0
+        for m, k, n in ((T, w, 2 * f if swiglu else f), (T, f, w)):
+            flops, nbytes = _gemm(m, k, n, b)
+            dense_ffn_flops += flops
+            dense_ffn_bytes += nbytes
+        for layer in range(layers):
+            if not moe.is_moe(layer):
+                continue
+            gemm, vector, nbytes, exchanged = _moe_layer(s, moe, layer)
+            totals["matmul_flops"] += gemm - dense_ffn_flops
+            totals["vector_flops"] += vector - act_flops
+            totals["dram_bytes"] += nbytes - dense_ffn_bytes - act_bytes
+            comm += exchanged
     residual = float(T * w * b)
     if arch == "kraken" and layers > 1:
         # Layers 2..L add z = mha + allreduce(x) besides a and x', and copy x into the
@@ -130,21 +191,26 @@ def closed_form_counts(shapes: Shapes, arch: str, attention: str, layers: int, w
         # Ladder's two all-reduces per layer are the standard ones, each added to the
         # stream one module later (the last two after the last layer): the same adds.
         comm += layers * (1 if arch == "parallel" else 2) * residual
-    if whole:
+    embedding = whole if embedding is None else embedding
+    head = whole if head is None else head
+    if embedding:
         # Embedding: token rows plus position rows (token rows copied, with rotary
-        # positions); the final norm; the LM head over the last position of each
-        # sequence; Kraken's all-gather and N e -> e projection.
+        # positions), and its all-reduce.
         if s.position == "learned":
             totals["vector_flops"] += add_flops
             totals["dram_bytes"] += add_bytes
         else:
             totals["dram_bytes"] += 2.0 * T * w * b
+        comm += residual
+    if head:
+        # The final norm; the LM head over the last position of each sequence; Kraken's
+        # all-gather and N e -> e projection.
         totals["vector_flops"] += norm_flops
         totals["dram_bytes"] += norm_bytes
         head_flops, head_bytes = _gemm(s.batch, w, s.vocab_padded // tp, b)
         totals["matmul_flops"] += head_flops
         totals["dram_bytes"] += head_bytes
-        comm += residual + s.batch * s.vocab_padded * b
+        comm += s.batch * s.vocab_padded * b
         if arch == "kraken":
             proj_flops, proj_bytes = _gemm(T, tp * w, w, b)
             totals["matmul_flops"] += proj_flops

@@ -6,7 +6,9 @@
   or one replicated head), FFN ``f = F / t``: ``w (a + 2 kv) + a w + 2 w f`` weights
   (``3 w f`` for SwiGLU), the column-parallel biases where the model has them, and the
   row-parallel biases and norms replicated (the parallel architecture has one norm);
-  Kraken holds its whole sub-layer. The whole model adds the vocabulary-parallel token
+  Kraken holds its whole sub-layer. An MoE layer holds the router, this rank's experts
+  (all of them at EP 1, their width split by TP; ``E / ep`` whole ones beyond) and the
+  shared experts (split by TP at EP 1, whole beyond). The whole model adds the vocabulary-parallel token
   embedding ``V_pad / t x width``, the replicated position table (learned positions
   only) and final norm, an untied LM head, and Kraken's ``N e x e`` final projection.
 - **KV cache**: keys and values of every simulated layer, ``2 x layers x B x slots x
@@ -22,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from des.errors import DoesNotFitError
-from des.operators import LayerNorm, Matmul, RMSNorm
+from des.operators import GroupedMatmul, LayerNorm, Matmul, RMSNorm
 from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
 from des.units import GiB
 from workloads.shapes import Shapes
@@ -61,18 +63,27 @@ class MemoryEstimate:
         }
 
 
-def weight_elements(shapes: Shapes, arch: str, layers: int, whole: bool, tied: bool = True) -> float:
-    """Parameters one device holds (elements, not bytes)."""
+def weight_elements(shapes: Shapes, arch: str, layers: int, whole: bool, tied: bool = True, moe=None) -> float:
+    """Parameters one device holds (elements, not bytes); ``moe`` a
+    :class:`workloads.moe.MoeLayout` for a mixture of experts."""
     s = shapes
     w, f = s.width, s.ffn_width
     a, kv = s.attn_width, s.kv_width  # this device's query and key (= value) widths
     norm = (2 if s.norm == "layernorm" else 1) * w
     norms = 1 if arch == "parallel" else 2
-    ffn_matrices = (3 if s.activation == "swiglu" else 2) * w * f
-    matrices = w * (a + 2 * kv) + a * w + ffn_matrices
-    split_biases = {"all": a + 2 * kv + (2 if s.activation == "swiglu" else 1) * f, "qkv": a + 2 * kv, "none": 0}[s.biases]
+    per_matrix = 3 if s.activation == "swiglu" else 2
+    ffn_matrices = per_matrix * w * f
+    attention = w * (a + 2 * kv) + a * w
+    attn_biases = {"all": a + 2 * kv, "qkv": a + 2 * kv, "none": 0}[s.biases]
+    ffn_biases = (per_matrix - 1) * f if s.biases == "all" else 0
     replicated = (2 * w if s.biases == "all" else 0) + norms * norm  # row-parallel biases, norms
-    total = layers * (matrices + split_biases + replicated)
+    moe_layers = sum(1 for index in range(layers) if moe is not None and moe.is_moe(index))
+    total = layers * (attention + attn_biases + replicated) + (layers - moe_layers) * (ffn_matrices + ffn_biases)
+    if moe_layers:
+        # The router (replicated), this rank's experts, the shared experts and their gate.
+        experts = moe.experts_local * per_matrix * w * moe.expert_width
+        shared = per_matrix * w * moe.shared_width + (w if moe.shared_gate else 0)
+        total += moe_layers * (w * moe.experts + experts + shared)
     if whole:
         embedding = s.vocab_per_device * w
         total += embedding * (1 if tied else 2) + s.position_table_rows * w + norm
@@ -87,11 +98,13 @@ def _activation_io_bytes(operator: object) -> float:
         return float((operator.M * operator.K + operator.M * operator.N) * operator.bytes_per_element)
     if isinstance(operator, (LayerNorm, RMSNorm)):
         return 2.0 * operator.elements * operator.bytes_per_element
+    if isinstance(operator, GroupedMatmul):
+        return float(sum(operator.tokens) * (operator.K + operator.N) * operator.bytes_per_element)
     return float(operator.min_dram_bytes)  # type: ignore[attr-defined]
 
 
 def estimate_memory(
-    shapes: Shapes, arch: str, layers: int, whole: bool, graph: TaskGraph, device: str, tied: bool = True
+    shapes: Shapes, arch: str, layers: int, whole: bool, graph: TaskGraph, device: str, tied: bool = True, moe=None
 ) -> MemoryEstimate:
     """The :class:`MemoryEstimate` of one device of a built graph.
 
@@ -111,10 +124,12 @@ def estimate_memory(
         The device to estimate.
     tied : bool
         Whether the LM head shares the embedding.
+    moe : workloads.moe.MoeLayout, optional
+        The experts of a mixture of experts (this device's share of them is counted).
     """
     s = shapes
     bpe = s.bytes_per_element
-    weights = weight_elements(s, arch, layers, whole, tied) * bpe
+    weights = weight_elements(s, arch, layers, whole, tied, moe) * bpe
     kv = 2.0 * layers * s.batch * s.kv_cache_len * s.kv_width * bpe
     kernel_peak = 0.0
     buffer_peak = 0.0

@@ -42,12 +42,15 @@ from des.operators import (
     Copy,
     ElementwiseAdd,
     Gelu,
+    GroupedMatmul,
     LayerNorm,
     Matmul,
     RMSNorm,
     Rotary,
     Softmax,
     SwiGLU,
+    TokenPermute,
+    TopKSoftmax,
     dtype_bytes,
 )
 from des.taskgraph import CollectiveTask, KernelTask, TaskGraph
@@ -56,6 +59,7 @@ from workloads.counts import closed_form_counts
 from workloads.kraken_rule import KrakenRule
 from workloads.memory import MemoryEstimate, estimate_memory
 from workloads.model import ModelSpec, load_model
+from workloads.moe import MoeLayout
 from workloads.shapes import ATTENTIONS, PHASES, Shapes, shapes_for
 
 logger = logging.getLogger(__name__)
@@ -117,14 +121,21 @@ class Workload:
     shapes: Shapes = field(repr=False)
     memory: MemoryEstimate
     counts: dict[str, float] = field(repr=False)
+    ep: int = 1
+    moe: MoeLayout | None = field(default=None, repr=False)
+    pp: int = 1
+    microbatches: int = 1
 
     def describe(self) -> str:
         """One line, e.g. ``gpt3-6.7b standard prefill TP=4 batch 1 seq 128 ...``."""
         tokens = f"seq {self.seq}" if self.phase == "prefill" else f"kv-len {self.kv_len}"
         scope = "whole model" if self.whole_model else f"{self.layers} of {self.model.layers} layers"
         width = f", Kraken width {self.model.hidden}" if self.model.is_kraken else ""
+        plan = f"TP={self.tp}" + (f" EP={self.ep}" if self.moe is not None else "")
+        plan += f" PP={self.pp}" if self.pp > 1 else ""
+        plan += f" x {self.microbatches} micro-batches" if self.microbatches > 1 else ""
         return (
-            f"{self.base_model.name} {self.arch} {self.phase} TP={self.tp} batch {self.batch} "
+            f"{self.base_model.name} {self.arch} {self.phase} {plan} batch {self.batch} "
             f"{tokens}, {self.attention} attention, {self.dtype}{width}, {scope}: "
             f"{len(self.graph)} tasks, {self.memory.total_bytes / GiB:.1f} GiB per device"
         )
@@ -157,6 +168,11 @@ def build_workload(
     layers: int | None = None,
     dtype: str = "fp16",
     kraken_rule: KrakenRule | None = None,
+    ep: int = 1,
+    moe_skew: float = 0.0,
+    moe_seed: int = 0,
+    pp: int = 1,
+    microbatches: int = 1,
 ) -> Workload:
     """Build the task graph of one inference step.
 
@@ -187,6 +203,18 @@ def build_workload(
         Element type of weights and activations.
     kraken_rule : KrakenRule, optional
         Rule deriving the Kraken width (default :class:`KrakenRule`).
+    ep : int
+        Expert parallelism of a mixture of experts: 1 (every rank holds every expert,
+        TP inside each) or ``tp`` (whole experts per rank, tokens exchanged all-to-all).
+    moe_skew, moe_seed : float, int
+        Routing skew (a Zipf exponent; 0: balanced) and its seed (:mod:`workloads.moe`).
+    pp : int
+        Pipeline stages: stage ``s`` runs layers ``s L / pp`` onwards on devices
+        ``s tp`` to ``(s + 1) tp - 1`` of ``devices`` and sends each rank's activations to
+        the same rank of the next stage.
+    microbatches : int
+        Micro-batches the batch is split into (each ``batch / microbatches`` sequences);
+        each stage runs them in turn, so stages overlap on different micro-batches.
 
     Returns
     -------
@@ -209,12 +237,16 @@ def build_workload(
     _choice("attention", attention, ATTENTIONS)
     dtype_bytes(dtype)
     tp = _check_int("tp", tp)
+    pp = _check_int("pp", pp)
+    microbatches = _check_int("microbatches", microbatches)
     if devices is None:
-        devices = tuple(f"gpu{rank}" for rank in range(tp))
+        devices = tuple(f"gpu{rank}" for rank in range(tp * pp))
     devices = tuple(devices)
-    if len(devices) != tp:
-        raise DesError(f"TP={tp} needs {tp} devices, but {len(devices)} were given ({', '.join(map(str, devices))})")
-    if len(set(devices)) != tp:
+    need = tp * pp
+    if len(devices) != need:
+        what = f"TP={tp}" if pp == 1 else f"TP={tp} x PP={pp}"
+        raise DesError(f"{what} needs {need} devices, but {len(devices)} were given ({', '.join(map(str, devices))})")
+    if len(set(devices)) != need:
         raise DesError(f"devices must be distinct, got {', '.join(map(str, devices))}")
     batch = _check_int("batch", batch)
     seq = _check_int("seq", seq)
@@ -240,15 +272,80 @@ def build_workload(
     shapes = shapes_for(built, arch, phase, tp, batch, seq, kv_len, dtype)
     n_layers = layers if layers is not None else built.layers
     whole = layers is None
-    graph = _GraphBuilder(devices, shapes).build(arch, attention, n_layers, whole)
-    memory = estimate_memory(shapes, arch, n_layers, whole, graph, devices[0], built.tied_embeddings)
-    counts = closed_form_counts(shapes, arch, attention, n_layers, whole)
+    ep = _check_int("ep", ep)
+    layout = None
+    if built.moe is not None:
+        if tp % ep:
+            raise DesError(f"EP={ep} does not divide TP={tp}: the experts are placed over the TP ranks")
+        if arch == "parallel" and ep > 1:
+            raise DesError("arch parallel sums attention and FFN in one all-reduce; with EP > 1 the experts' "
+                           "tokens are gathered instead: use standard or ladder")
+        layout = MoeLayout(built.moe, tp, ep, shapes.rows, moe_skew, moe_seed)
+    elif ep != 1:
+        raise DesError(f"EP={ep} applies to a mixture of experts; model '{base.name}' is dense")
+    if pp == 1 and microbatches == 1:
+        graph = _GraphBuilder(devices, shapes, layout).build(arch, attention, n_layers, whole)
+        memory = estimate_memory(shapes, arch, n_layers, whole, graph, devices[0], built.tied_embeddings, layout)
+        counts = closed_form_counts(shapes, arch, attention, n_layers, whole, layout)
+    else:
+        graph, memory, counts = _pipeline(
+            built, arch, phase, attention, devices, shapes, n_layers, whole, tp, pp, microbatches,
+            (batch, seq, kv_len, dtype), (moe_skew, moe_seed, ep),
+        )
     workload = Workload(
         graph, built, base, arch, phase, attention, dtype, tp, devices, batch, seq, kv_len,
-        n_layers, whole, shapes, memory, counts,
+        n_layers, whole, shapes, memory, counts, ep, layout, pp, microbatches,
     )
     logger.debug("built %s", workload.describe())
     return workload
+
+
+def _pipeline(model, arch, phase, attention, devices, shapes, layers, whole, tp, pp, microbatches, step, moe_options):
+    """The graph, memory and counts of a pipeline of ``pp`` stages and ``microbatches``.
+
+    Stage ``s`` of micro-batch ``j`` waits for stage ``s - 1``'s sends of ``j``; each
+    stage's ranks run their micro-batches in order (insertion order is stream order),
+    so stage ``s`` works on ``j`` while stage ``s + 1`` works on ``j - 1``: the GPipe
+    forward schedule, with its bubble of ``(p - 1) / (m + p - 1)`` of the time when the
+    stages take equal time.
+    """
+    batch, seq, kv_len, dtype = step
+    skew, seed, ep = moe_options
+    if arch == "kraken":
+        raise DesError("arch kraken carries each layer's all-reduce into the next layer; with PP that crosses "
+                       "a stage boundary, which is not built: use standard, parallel or ladder")
+    if layers % pp:
+        raise DesError(f"PP={pp} does not divide the {layers} layers: every stage takes the same number of layers")
+    if batch % microbatches:
+        raise DesError(f"--microbatches {microbatches} does not divide the batch of {batch} sequences")
+    mb = shapes_for(model, arch, phase, tp, batch // microbatches, seq, kv_len, dtype)
+    layout = MoeLayout(model.moe, tp, ep, mb.rows, skew, seed) if model.moe is not None else None
+    graph = TaskGraph()
+    per_stage = layers // pp
+    stages = [devices[s * tp:(s + 1) * tp] for s in range(pp)]
+    for j in range(microbatches):
+        tag = f"m{j}." if microbatches > 1 else ""
+        builders = [_GraphBuilder(stage, mb, layout, graph, tag) for stage in stages]
+        x = None
+        for s, builder in enumerate(builders):
+            x = builder.run_layers(arch, attention, s * per_stage, (s + 1) * per_stage, x,
+                                   embed=whole and s == 0, head=whole and s == pp - 1)
+            if s < pp - 1:
+                x = builder.send_to(builders[s + 1], x, f"pp{s + 1}.send")
+    # Memory: a stage's layers, their KV cache for the whole batch, one micro-batch's
+    # activations; the embedding and the LM head counted as if on one stage (the most
+    # any stage holds).
+    full = shapes_for(model, arch, phase, tp, batch, seq, kv_len, dtype)
+    one = estimate_memory(full, arch, per_stage, whole, graph, devices[0], model.tied_embeddings, layout)
+    activations = estimate_memory(mb, arch, per_stage, whole, graph, devices[0], model.tied_embeddings, layout)
+    memory = MemoryEstimate(one.weights_bytes, one.kv_cache_bytes, activations.activation_bytes)
+    # Counts: the first stage's device, over its micro-batches, with its sends.
+    counts = closed_form_counts(mb, arch, attention, per_stage, whole and pp == 1, layout,
+                                embedding=whole, head=whole and pp == 1)
+    total = {key: microbatches * value for key, value in counts.items()}
+    if pp > 1:
+        total["collective_bytes"] += microbatches * mb.residual_bytes
+    return graph, memory, total
 
 
 def _built_model(base: ModelSpec, arch: str, tp: int, rule: KrakenRule) -> ModelSpec:
@@ -272,8 +369,12 @@ def _built_model(base: ModelSpec, arch: str, tp: int, rule: KrakenRule) -> Model
 class _GraphBuilder:
     """Adds the same kernel on every rank, and collectives over all ranks."""
 
-    def __init__(self, devices: tuple[str, ...], shapes: Shapes) -> None:
-        self.graph = TaskGraph()
+    def __init__(self, devices: tuple[str, ...], shapes: Shapes, moe: MoeLayout | None = None,
+                 graph: TaskGraph | None = None, tag: str = "") -> None:
+        self.graph = graph if graph is not None else TaskGraph()
+        self.moe = moe
+        #: Prefix of every task name (``m{j}.`` for micro-batch j of a pipeline).
+        self.tag = tag
         self.devices = devices
         self.s = shapes
         self.dtype = shapes.dtype
@@ -298,20 +399,37 @@ class _GraphBuilder:
         deps = self._deps(after)
         out: Deps = []
         for rank, device in enumerate(self.devices):
-            name = f"{prefix}.{step}.r{rank}"
+            name = f"{self.tag}{prefix}.{step}.r{rank}"
             self.graph.add(
                 KernelTask(name, device, operator=op, deps=deps[rank], category=category, label=label, layer=self.layer)
             )
             out.append((name,))
         return out
 
-    def collective(self, prefix: str, step: str, kind: str, nbytes: float, after: Deps) -> Deps:
+    def kernel_each(self, prefix: str, step: str, label: str, ops: list, *after: Any, category: str | None = None) -> Deps:
+        """Rank ``r``'s kernel ``ops[r]`` (``None``: nothing to do; its deps pass on)."""
+        deps = self._deps(after)
+        out: Deps = []
+        for rank, device in enumerate(self.devices):
+            if ops[rank] is None:
+                out.append(deps[rank])
+                continue
+            name = f"{self.tag}{prefix}.{step}.r{rank}"
+            self.graph.add(
+                KernelTask(name, device, operator=ops[rank], deps=deps[rank], category=category, label=label, layer=self.layer)
+            )
+            out.append((name,))
+        return out
+
+    def collective(self, prefix: str, step: str, kind: str, nbytes: float, after: Deps, matrix=None) -> Deps:
         """A collective over all ranks after every rank's ``after``; skipped when tp is 1."""
         if len(self.devices) == 1:
             return after
         deps = tuple(dict.fromkeys(name for names in after for name in names))
-        name = f"{prefix}.{step}"
-        self.graph.add(CollectiveTask(name, kind, self.devices, float(nbytes), deps=deps, label=kind, layer=self.layer))
+        name = f"{self.tag}{prefix}.{step}"
+        self.graph.add(CollectiveTask(
+            name, kind, self.devices, float(nbytes), deps=deps, label=kind, layer=self.layer, matrix=matrix,
+        ))
         return [(name,)] * len(self.devices)
 
     # ------------------------------------------------------------------ pieces
@@ -357,6 +475,80 @@ class _GraphBuilder:
             act = self.kernel(p, "gelu", "gelu", Gelu(s.rows * s.ffn_width, self.dtype), w1)
         return self.kernel(p, "w2", "w2", Matmul(s.rows, s.ffn_width, s.width, self.dtype), act)
 
+    def ffn_stage(self, p: str, x: Deps) -> tuple[Deps, str]:
+        """This layer's FFN (dense, or its experts) and the collective that completes it:
+        ``allreduce`` of partial sums, or ``allgather`` of each rank's tokens (experts
+        placed whole, tokens exchanged all-to-all)."""
+        if self.moe is None or not self.moe.is_moe(self.layer - 1):
+            return self.ffn(p, x), "allreduce"
+        return self.moe_block(p, x)
+
+    def moe_block(self, p: str, x: Deps) -> tuple[Deps, str]:
+        """Router, top-k, dispatch, the experts' grouped GEMMs, combine, shared experts.
+
+        With ``ep == 1`` every rank holds every expert, its FFN width split by TP, and
+        routes all the tokens; with ``ep == tp`` rank ``r`` holds experts ``r E / ep``
+        onwards whole, routes its own share of the tokens, sends each routed copy to
+        its expert's rank and back (two all-to-alls) and runs the shared experts whole.
+        """
+        s, m, dt = self.s, self.moe, self.dtype
+        h, n = s.width, len(self.devices)
+        loads = m.loads(self.layer - 1)
+        swiglu = s.activation == "swiglu"
+        up = 2 if swiglu else 1
+        if m.ep == 1:
+            rows = [s.rows] * n
+            tokens = [loads] * n
+            width = m.expert_width
+        else:
+            rows = m.rows_per_rank
+            counts = m.dispatch(self.layer - 1)
+            per = m.experts_local
+            tokens = [tuple(sum(c[e] for c in counts) for e in range(r * per, (r + 1) * per)) for r in range(n)]
+            width = m.expert_width
+
+        def each(make):
+            return [make(r) if rows[r] else None for r in range(n)]
+
+        router = self.kernel_each(p, "router", "router", each(lambda r: Matmul(rows[r], h, m.experts, dt)), x)
+        topk = self.kernel_each(p, "topk", "router", each(lambda r: TopKSoftmax(rows[r], m.experts, m.top_k, dt)), router,
+                                category="elementwise")
+        routed = self.kernel_each(p, "dispatch", "dispatch", each(lambda r: TokenPermute(rows[r], h, m.top_k, False, dt)),
+                                  topk, category="elementwise")
+        if m.ep > 1:
+            matrix = m.exchange_matrix(self.layer - 1, h * s.bytes_per_element)
+            routed = self.collective(p, "a2a_dispatch", "alltoall", sum(map(sum, matrix)), routed, matrix=matrix)
+
+        def grouped(r, k_dim, n_dim):
+            return GroupedMatmul(tokens[r], k_dim, n_dim, dt) if any(tokens[r]) else None
+
+        w13 = self.kernel_each(p, "experts_up", "experts", [grouped(r, h, up * width) for r in range(n)], routed)
+        act_op = SwiGLU if swiglu else Gelu
+        act = self.kernel_each(p, "experts_act", "swiglu" if swiglu else "gelu",
+                               [act_op(sum(tokens[r]) * width, dt) if any(tokens[r]) else None for r in range(n)], w13,
+                               category="elementwise")
+        down = self.kernel_each(p, "experts_down", "experts", [grouped(r, width, h) for r in range(n)], act)
+        if m.ep > 1:
+            matrix = tuple(zip(*m.exchange_matrix(self.layer - 1, h * s.bytes_per_element), strict=True))
+            down = self.collective(p, "a2a_combine", "alltoall", sum(map(sum, matrix)), down, matrix=matrix)
+        out = self.kernel_each(p, "combine", "combine", each(lambda r: TokenPermute(rows[r], h, m.top_k, True, dt)), down,
+                               category="elementwise")
+        if m.shared_width:
+            shared_w = m.shared_width
+            sw13 = self.kernel_each(p, "shared_up", "shared", each(lambda r: Matmul(rows[r], h, up * shared_w, dt)), x)
+            sact = self.kernel_each(p, "shared_act", "swiglu" if swiglu else "gelu",
+                                    each(lambda r: act_op(rows[r] * shared_w, dt)), sw13, category="elementwise")
+            shared = self.kernel_each(p, "shared_down", "shared", each(lambda r: Matmul(rows[r], shared_w, h, dt)), sact)
+            if m.shared_gate:
+                gate = self.kernel_each(p, "shared_gate", "shared", each(lambda r: Matmul(rows[r], h, 1, dt)), x)
+                shared = self._merge(shared, gate)
+            out = self.kernel_each(p, "add_shared", "add", each(lambda r: ElementwiseAdd(rows[r] * h, dt)), out, shared)
+        return out, ("allreduce" if m.ep == 1 else "allgather")
+
+    @staticmethod
+    def _merge(*deps: Deps) -> Deps:
+        return [tuple(dict.fromkeys(name for d in per_rank for name in d)) for per_rank in zip(*deps, strict=True)]
+
     def add(self, p: str, step: str, *after: Deps) -> Deps:
         return self.kernel(p, step, "add", ElementwiseAdd(self.s.rows * self.s.width, self.dtype), *after)
 
@@ -368,12 +560,12 @@ class _GraphBuilder:
     def standard_layer(self, p: str, x: Deps | None, fused: bool) -> Deps:
         _, wo = self.mha(p, x, fused)
         a = self.add(p, "add1", self.collective(p, "ar1", "allreduce", self.s.residual_bytes, wo))
-        h = self.ffn(p, self.layernorm(p, "ln2", a))
-        return self.add(p, "add2", self.collective(p, "ar2", "allreduce", self.s.residual_bytes, h))
+        h, kind = self.ffn_stage(p, self.layernorm(p, "ln2", a))
+        return self.add(p, "add2", self.collective(p, "ar2", kind, self.s.residual_bytes, h))
 
     def parallel_layer(self, p: str, x: Deps | None, fused: bool) -> Deps:
         ln, wo = self.mha(p, x, fused)
-        h = self.ffn(p, ln)
+        h, _kind = self.ffn_stage(p, ln)
         partial = self.add(p, "add_partial", wo, h)
         return self.add(p, "add", self.collective(p, "ar", "allreduce", self.s.residual_bytes, partial))
 
@@ -413,8 +605,8 @@ class _GraphBuilder:
         attn_ar = self.collective(p, "ar1", "allreduce", self.s.residual_bytes, wo)
         if pending and pending[1] is not None:
             x = self.add(p, "add_ffn", x, pending[1])
-        h = self.ffn(p, self.layernorm(p, "ln2", x))
-        ffn_ar = self.collective(p, "ar2", "allreduce", self.s.residual_bytes, h)
+        h, kind = self.ffn_stage(p, self.layernorm(p, "ln2", x))
+        ffn_ar = self.collective(p, "ar2", kind, self.s.residual_bytes, h)
         pending[:] = [attn_ar, ffn_ar]
         return x
 
@@ -439,10 +631,18 @@ class _GraphBuilder:
         return self.collective("head", "logits", "allgather", s.logits_bytes, logits)
 
     def build(self, arch: str, attention: str, layers: int, whole: bool) -> TaskGraph:
+        self.run_layers(arch, attention, 0, layers, None, embed=whole, head=whole)
+        return self.graph
+
+    def run_layers(self, arch: str, attention: str, first: int, last: int, x: Deps | None, *, embed: bool,
+                   head: bool) -> Deps | None:
+        """Layers ``first`` to ``last - 1`` (0-based), after the embedding if ``embed``,
+        then the LM head if ``head``; returns the residual stream's producers."""
         fused = attention == "fused"
-        x = self.embedding() if whole else None
+        if embed:
+            x = self.embedding()
         pending: list = []
-        for index in range(layers):
+        for index in range(first, last):
             self.layer = index + 1
             p = f"L{self.layer}"
             if arch == "standard":
@@ -455,9 +655,23 @@ class _GraphBuilder:
                 x = self.kraken_layer(p, x, fused, first=index == 0)
         if arch == "ladder" and pending:
             # The last attention's and FFN's all-reduces join the stream before the end.
-            x = self.add(f"L{layers}", "add_out_attn", x, pending[0])
-            x = self.add(f"L{layers}", "add_out_ffn", x, pending[1])
+            x = self.add(f"L{last}", "add_out_attn", x, pending[0])
+            x = self.add(f"L{last}", "add_out_ffn", x, pending[1])
         self.layer = None
-        if whole:
+        if head:
             self.head(x, arch)
-        return self.graph
+        return x
+
+    def send_to(self, other: _GraphBuilder, x: Deps, step: str) -> Deps:
+        """Each rank's activations sent to the same rank of the next stage (point to point);
+        returns the next stage's dependencies on them."""
+        out: Deps = []
+        for rank, (src, dst) in enumerate(zip(self.devices, other.devices, strict=True)):
+            name = f"{self.tag}{step}.r{rank}"
+            # On a stream of its own per stage boundary: the pipeline's sends and receives
+            # run on their own NCCL streams, apart from the TP group's all-reduces, and a
+            # stage receives its next micro-batch while it sends the last one on.
+            self.graph.add(CollectiveTask(name, "send", (src, dst), self.s.residual_bytes, deps=tuple(x[rank]),
+                                          stream=step.split(".")[0], label="send", layer=None))
+            out.append((name,))
+        return out

@@ -43,8 +43,22 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--system", default=DEFAULT_SYSTEM, help=f"system preset or YAML path (default {DEFAULT_SYSTEM})")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model preset or YAML path (default {DEFAULT_MODEL})")
-    parser.add_argument("--arch", choices=("standard", "parallel", "kraken"), help="architecture (default: compare standard and kraken)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"model preset, model YAML or Hugging Face config.json path (default {DEFAULT_MODEL})")
+    parser.add_argument("--arch", choices=("standard", "parallel", "kraken", "ladder"),
+                        help="architecture (default: compare standard and kraken)")
+    parser.add_argument("--ep", type=positive_int, default=1, metavar="N",
+                        help="expert parallelism of a mixture of experts: 1 (TP inside every expert, default) or "
+                        "the TP degree (whole experts per device, tokens exchanged all-to-all)")
+    parser.add_argument("--moe-skew", type=float, default=0.0, metavar="S",
+                        help="routing skew, a Zipf exponent over the experts (default 0: balanced)")
+    parser.add_argument("--moe-seed", type=int, default=0, metavar="N", help="seed of the skewed routing (default 0)")
+    parser.add_argument("--pp", type=positive_int, default=1, metavar="N",
+                        help="pipeline stages of consecutive layers, each on TP devices (default 1)")
+    parser.add_argument("--microbatches", type=positive_int, default=1, metavar="M",
+                        help="micro-batches the batch is split into for the pipeline (default 1)")
+    parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32", "fp8"),
+                        help="element type (default: the model's, else fp16)")
     parser.add_argument("--tp", type=positive_int, default=DEFAULT_TP, metavar="N", help=f"tensor-parallel degree (default {DEFAULT_TP})")
     parser.add_argument("--batch", type=positive_int, default=1, metavar="B", help="batch size (default 1)")
     parser.add_argument("--seq", type=positive_int, metavar="S", help=f"prompt length for prefill (default {DEFAULT_SEQ})")
@@ -88,6 +102,12 @@ def spec_from_args(args: argparse.Namespace, arch: str):
         layers=args.layers,
         faults=tuple(args.fail),
         degrade=tuple(args.degrade),
+        ep=args.ep,
+        moe_skew=args.moe_skew,
+        moe_seed=args.moe_seed,
+        dtype=args.dtype,
+        pp=args.pp,
+        microbatches=args.microbatches,
     )
     spec.check()
     if args.phase == DECODE and args.seq is not None:

@@ -56,7 +56,15 @@ class PointSpec:
     layers: int | None = None
     faults: tuple[str, ...] = ()
     degrade: tuple[str, ...] = ()
-    dtype: str = "fp16"
+    #: Element type; ``None``: the model's (a config's ``torch_dtype``), else fp16.
+    dtype: str | None = None
+    #: Expert parallelism and routing skew of a mixture of experts (workloads.moe).
+    ep: int = 1
+    moe_skew: float = 0.0
+    moe_seed: int = 0
+    #: Pipeline stages and micro-batches: ``tp x pp`` devices, stage-major.
+    pp: int = 1
+    microbatches: int = 1
     #: The communication library (:mod:`des.comm`); ``None``: the runtime profile's.
     comm_library: str | None = None
     #: ``(dotted path, value)`` pairs set in the system's YAML mapping before it is
@@ -217,12 +225,16 @@ def build_model(model: Any, overrides: tuple[tuple[str, Any], ...] = ()) -> Any:
     return model_from_mapping(data, str(path), default_name=path.stem)
 
 
-def group_for(system: SystemSpec, tp: int) -> tuple[str, ...]:
-    """The first ``tp`` devices of ``system`` (node-major), or a clear error."""
+def group_for(system: SystemSpec, tp: int, pp: int = 1) -> tuple[str, ...]:
+    """The first ``tp x pp`` devices of ``system`` (node-major, so a stage of TP ranks
+    fills a machine before the next stage starts, and a stage as wide as a machine has
+    its own: TP inside a node, stages across nodes), or a clear error."""
     devices = system.devices
-    if tp > len(devices):
-        raise DesError(f"--tp {tp} needs {tp} devices but system '{system.name}' has {len(devices)}")
-    return tuple(devices[:tp])
+    need = tp * pp
+    if need > len(devices):
+        what = f"--tp {tp}" if pp == 1 else f"--tp {tp} x --pp {pp}"
+        raise DesError(f"{what} needs {need} devices but system '{system.name}' has {len(devices)}")
+    return tuple(devices[:need])
 
 
 def _point_faults(spec: PointSpec, system: SystemSpec, devices: tuple[str, ...]) -> tuple:
@@ -255,7 +267,7 @@ def prepare_point(spec: PointSpec) -> PreparedPoint:
     runtime_profile(spec.runtime)  # an unknown profile fails here, before any work
     system = build_system(spec.system, spec.system_overrides)
     model = build_model(spec.model, spec.model_overrides)
-    devices = group_for(system, spec.tp)
+    devices = group_for(system, spec.tp, spec.pp)
     faults = _point_faults(spec, system, devices)
     workload = build_workload(
         model,
@@ -268,7 +280,12 @@ def prepare_point(spec: PointSpec) -> PreparedPoint:
         kv_len=spec.kv_len,
         attention=spec.attention,
         layers=spec.layers,
-        dtype=spec.dtype,
+        dtype=spec.dtype or getattr(model, "dtype", None) or "fp16",
+        ep=spec.ep,
+        moe_skew=spec.moe_skew,
+        moe_seed=spec.moe_seed,
+        pp=spec.pp,
+        microbatches=spec.microbatches,
     )
     for device in devices:
         device_spec = system.device_spec(device)
@@ -306,6 +323,7 @@ def simulate_point(
     from des.metrics import summarize
     from des.runtime import runtime_launch, runtime_profile
     from des.spans import Trace
+    from workloads.params import parameter_counts
 
     wall_start = time.perf_counter()
     spec, system, workload, devices = prepared.spec, prepared.system, prepared.workload, prepared.devices
@@ -331,9 +349,18 @@ def simulate_point(
         "runtime": spec.runtime,
         "comm_library": library,
         "layers": spec.layers,
-        "dtype": spec.dtype,
+        "dtype": workload.dtype,
+        "ep": spec.ep,
+        "moe_skew": spec.moe_skew,
+        "pp": spec.pp,
+        "microbatches": spec.microbatches,
         "devices": list(devices),
         "simulated_model": workload.describe(),
+        "parameters": parameter_counts(prepared.model)["total"],
+        "active_parameters": parameter_counts(prepared.model)["active"],
+        "weight_bytes_per_device": workload.memory.weights_bytes,
+        "kv_cache_bytes_per_device": workload.memory.kv_cache_bytes,
+        "activation_bytes_per_device": workload.memory.activation_bytes,
         "memory_bytes_per_device": workload.memory.as_dict(),
         "memory_capacity_bytes": min(system.device_spec(d).dram_capacity_bytes for d in devices),
         "tasks": len(workload.graph),
