@@ -78,6 +78,10 @@ class RunResult:
     network: Network = field(repr=False)
     events: int = 0
     faults_applied: tuple[Fault, ...] = ()
+    #: Whether the run was written out from a few simulated layers (:mod:`des.fastpath`).
+    fast_path: bool = False
+    #: SimPy events actually simulated (``events`` is what the full run would schedule).
+    events_simulated: int = 0
 
 
 class Engine:
@@ -117,6 +121,10 @@ class Engine:
     algorithm : str, optional
         Forces every collective's algorithm (``des collective --algorithm``; see
         :func:`simulate_collective`); default: the library's choice.
+    fast_path : bool
+        Simulate a graph of repeated layers only until it repeats exactly and write the
+        rest out (:mod:`des.fastpath`); graphs that do not repeat, and runs with timed
+        faults, are simulated in full either way.
     """
 
     def __init__(
@@ -132,9 +140,14 @@ class Engine:
         comm_library: str | None = None,
         comm_launch_s: float | None = None,
         algorithm: str | None = None,
+        fast_path: bool = False,
     ) -> None:
         if execution not in ("wave", "tile"):
             raise DesError(f"execution must be 'wave' or 'tile', got {execution!r}")
+        self._given = dict(system=system, schedule_fn=schedule_fn, launch_fn=launch_fn, execution=execution,
+                           faults=tuple(faults), max_piece_transfers=max_piece_transfers, comm_library=comm_library,
+                           comm_launch_s=comm_launch_s, algorithm=algorithm)
+        self.fast_path = fast_path
         self.fault_plan = FaultPlan(system, faults)
         self.system = system = self.fault_plan.system
         self.env = simpy.Environment()
@@ -168,6 +181,18 @@ class Engine:
         """
         self._check_faults(graph)
         self._check(graph)
+        attempted = 0
+        if self.fast_path and not self.fault_plan.timed:
+            from des.fastpath import run_repeated
+
+            fields, simulated = run_repeated(graph, lambda trace: Engine(trace=trace, **self._given), self.trace)
+            if fields is not None:
+                if self.progress is not None:
+                    self.progress.start(1)
+                    self.progress.advance()
+                return RunResult(**fields, faults_applied=self.fault_plan.before, fast_path=True,
+                                 events_simulated=simulated)
+            attempted = simulated
         env = self.env
         done: dict[str, simpy.Event] = {name: env.event() for name in graph.tasks}
         starts: dict[str, float] = {}
@@ -216,6 +241,7 @@ class Engine:
             network=self.network,
             events=_events_scheduled(env),
             faults_applied=self.fault_plan.before + applied,
+            events_simulated=_events_scheduled(env) + attempted,
         )
 
     # ----------------------------------------------------------------- faults

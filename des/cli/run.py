@@ -57,6 +57,8 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
                         help="pipeline stages of consecutive layers, each on TP devices (default 1)")
     parser.add_argument("--microbatches", type=positive_int, default=1, metavar="M",
                         help="micro-batches the batch is split into for the pipeline (default 1)")
+    parser.add_argument("--exact", action="store_true",
+                        help="simulate every layer (no fast path for repeated layers; the same result, slower)")
     parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32", "fp8"),
                         help="element type (default: the model's, else fp16)")
     parser.add_argument("--tp", type=positive_int, default=DEFAULT_TP, metavar="N", help=f"tensor-parallel degree (default {DEFAULT_TP})")
@@ -108,6 +110,7 @@ def spec_from_args(args: argparse.Namespace, arch: str):
         dtype=args.dtype,
         pp=args.pp,
         microbatches=args.microbatches,
+        exact=args.exact,
     )
     spec.check()
     if args.phase == DECODE and args.seq is not None:

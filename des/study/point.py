@@ -65,6 +65,8 @@ class PointSpec:
     #: Pipeline stages and micro-batches: ``tp x pp`` devices, stage-major.
     pp: int = 1
     microbatches: int = 1
+    #: Simulate every layer even where the graph repeats (no fast path, des.fastpath).
+    exact: bool = False
     #: The communication library (:mod:`des.comm`); ``None``: the runtime profile's.
     comm_library: str | None = None
     #: ``(dotted path, value)`` pairs set in the system's YAML mapping before it is
@@ -333,7 +335,7 @@ def simulate_point(
     engine = Engine(
         system, trace=spans, launch_fn=runtime_launch(spec.runtime), faults=prepared.faults,
         progress=progress, max_piece_transfers=max_piece_transfers,
-        comm_library=library, comm_launch_s=profile.comm_launch_s,
+        comm_library=library, comm_launch_s=profile.comm_launch_s, fast_path=not spec.exact,
     )
     result = engine.run(workload.graph)
     metrics = summarize(result, workload.graph, devices)
@@ -366,6 +368,8 @@ def simulate_point(
         "tasks": len(workload.graph),
     }
     record.update(metrics.as_dict())  # latency_s, breakdown_s, per_op, events...
+    record["fast_path"] = result.fast_path
+    record["events_simulated"] = result.events_simulated
     record["metric"] = spec.metric
     record["faults"] = [dict(f.as_dict(), applied=f in result.faults_applied) for f in prepared.faults]
     record["wall_s"] = prepared.prepare_s + time.perf_counter() - wall_start
