@@ -32,7 +32,7 @@ def test_gpt3_presets_have_kraken_md_shapes(name):
 
 
 #: The presets of today's models (their sources in each YAML file).
-MODERN = {"llama-3-8b", "llama-3-70b", "llama-3-405b", "mixtral-8x7b", "qwen2-72b"}
+MODERN = {"llama-3-8b", "llama-3-70b", "llama-3-405b", "mixtral-8x7b", "qwen2-72b", "deepseek-style-16b"}
 
 
 def test_model_names_lists_every_preset():
