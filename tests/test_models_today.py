@@ -211,3 +211,33 @@ def test_ladder_adds_each_allreduce_one_module_later():
     # Nothing of layer 2's attention waits on layer 1's FFN all-reduce.
     for step in ("ln1", "qkv", "rope", "attn", "wo"):
         assert "L1.ar2" not in tasks[f"L2.{step}.r0"].deps
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--model", "mixtral-8x7b", "--tp", "4", "--ep", "4", "--layers", "1"], None),
+    (["--model", "mixtral-8x7b", "--tp", "6", "--ep", "6", "--layers", "1"], "does not divide"),
+    (["--model", "llama-3-8b", "--tp", "8", "--ep", "8", "--layers", "1"], "applies to a mixture of experts"),
+])
+def test_moe_plans_through_the_cli(capsys, argv, message):
+    code, out, err = call(capsys, "run", "--system", "dgx-h100", "--arch", "standard", *argv)
+    if message is None:
+        assert code == 0, err
+    else:
+        assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_heads_not_dividing_hidden_is_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\nlayers: 2\nhidden: 1000\nheads: 3\nvocab_size: 100\nmax_positions: 64\n")
+    code, _out, err = call(capsys, "run", "--model", str(path), "--tp", "1", "--arch", "standard", "--layers", "1")
+    assert code == 2 and "hidden 1000 is not a multiple of heads 3" in err and err.count("\n") == 1
+
+
+def test_devices_choose_the_placement(capsys):
+    code, out, err = call(capsys, "run", "--system", "2x-dgx-h100", "--model", "llama-3-8b", "--arch", "standard",
+                          "--tp", "2", "--pp", "2", "--layers", "2", "--devices", "gpu0,gpu1,gpu8,gpu9", "--json")
+    assert code == 0, err
+    assert json.loads(out)["devices"] == ["gpu0", "gpu1", "gpu8", "gpu9"]
+    code, _out, err = call(capsys, "run", "--system", "2x-dgx-h100", "--model", "llama-3-8b", "--arch", "standard",
+                           "--tp", "2", "--pp", "2", "--layers", "2", "--devices", "gpu0,gpu1")
+    assert code == 2 and "takes 4 distinct devices" in err

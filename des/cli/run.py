@@ -57,6 +57,8 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
                         help="pipeline stages of consecutive layers, each on TP devices (default 1)")
     parser.add_argument("--microbatches", type=positive_int, default=1, metavar="M",
                         help="micro-batches the batch is split into for the pipeline (default 1)")
+    parser.add_argument("--devices", type=lambda text: tuple(d for d in text.split(",") if d), metavar="D1,D2,...",
+                        help="devices in rank order, stage by stage (default: the system's first TP x PP, node-major)")
     parser.add_argument("--exact", action="store_true",
                         help="simulate every layer (no fast path for repeated layers; the same result, slower)")
     parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32", "fp8"),
@@ -111,6 +113,7 @@ def spec_from_args(args: argparse.Namespace, arch: str):
         pp=args.pp,
         microbatches=args.microbatches,
         exact=args.exact,
+        devices=args.devices,
     )
     spec.check()
     if args.phase == DECODE and args.seq is not None:

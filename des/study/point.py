@@ -67,6 +67,8 @@ class PointSpec:
     microbatches: int = 1
     #: Simulate every layer even where the graph repeats (no fast path, des.fastpath).
     exact: bool = False
+    #: The devices in rank order (stage-major with PP), overriding the node-major default.
+    devices: tuple[str, ...] | None = None
     #: The communication library (:mod:`des.comm`); ``None``: the runtime profile's.
     comm_library: str | None = None
     #: ``(dotted path, value)`` pairs set in the system's YAML mapping before it is
@@ -227,12 +229,20 @@ def build_model(model: Any, overrides: tuple[tuple[str, Any], ...] = ()) -> Any:
     return model_from_mapping(data, str(path), default_name=path.stem)
 
 
-def group_for(system: SystemSpec, tp: int, pp: int = 1) -> tuple[str, ...]:
+def group_for(system: SystemSpec, tp: int, pp: int = 1, chosen: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The first ``tp x pp`` devices of ``system`` (node-major, so a stage of TP ranks
     fills a machine before the next stage starts, and a stage as wide as a machine has
-    its own: TP inside a node, stages across nodes), or a clear error."""
+    its own: TP inside a node, stages across nodes), or the ``chosen`` ones in their
+    order; a clear error otherwise."""
     devices = system.devices
     need = tp * pp
+    if chosen is not None:
+        unknown = [d for d in chosen if d not in devices]
+        if unknown:
+            raise DesError(f"--devices: {', '.join(unknown)} not in system '{system.name}' ({', '.join(devices)})")
+        if len(chosen) != need or len(set(chosen)) != need:
+            raise DesError(f"--devices: TP {tp} x PP {pp} takes {need} distinct devices, got {len(chosen)}")
+        return tuple(chosen)
     if need > len(devices):
         what = f"--tp {tp}" if pp == 1 else f"--tp {tp} x --pp {pp}"
         raise DesError(f"{what} needs {need} devices but system '{system.name}' has {len(devices)}")
@@ -269,7 +279,7 @@ def prepare_point(spec: PointSpec) -> PreparedPoint:
     runtime_profile(spec.runtime)  # an unknown profile fails here, before any work
     system = build_system(spec.system, spec.system_overrides)
     model = build_model(spec.model, spec.model_overrides)
-    devices = group_for(system, spec.tp, spec.pp)
+    devices = group_for(system, spec.tp, spec.pp, spec.devices)
     faults = _point_faults(spec, system, devices)
     workload = build_workload(
         model,
