@@ -36,7 +36,7 @@ from des.taskgraph import KernelTask, TaskGraph
 logger = logging.getLogger(__name__)
 
 #: Repeated layers the pairs of runs keep beyond the first repeated one, in turn.
-ATTEMPTS = (3, 8)
+ATTEMPTS = (2, 8)
 #: A later attempt is made only while its two runs would simulate at most this share of
 #: the graph's layers (a graph that does not settle costs at most half again its run).
 ATTEMPT_SHARE = 0.5

@@ -61,7 +61,7 @@ class Arrivals:
 
         def arrived(_event: object) -> None:
             if receiver_dram is not None:
-                receiver_dram.transfer(nbytes)
+                receiver_dram.post(nbytes)
             self.add(key)
 
         return arrived

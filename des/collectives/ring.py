@@ -362,7 +362,7 @@ class RingCollective(Collective):
         """Callback for a piece of ``piece_bytes`` that has arrived at ring position ``position``."""
 
         def arrived(_event: object) -> None:
-            receiver_dram.transfer(piece_bytes)  # posted write into the receive buffer
+            receiver_dram.post(piece_bytes)  # posted write into the receive buffer
             counts = channel.arrived[position]
             counts[step] += 1
             waiter = channel.waiting[position]

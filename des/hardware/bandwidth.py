@@ -40,7 +40,7 @@ class SharedBandwidth:
         self.name = name
         self.virtual_bytes = 0.0
         self._last_s = 0.0
-        self._heap: list[tuple[float, int, simpy.Event]] = []
+        self._heap: list[tuple[float, int, simpy.Event | None]] = []
         self._seq = 0
         self._timer_at = float("inf")
         self._timer_id = 0
@@ -60,6 +60,16 @@ class SharedBandwidth:
         if nbytes <= 0:
             event.succeed()
             return event
+        self._start(nbytes, event)
+        return event
+
+    def post(self, nbytes: float) -> None:
+        """Start moving ``nbytes`` that nobody waits for (a posted write): it shares the
+        bandwidth like any transfer, but no completion event is made or scheduled."""
+        if nbytes > 0:
+            self._start(nbytes, None)
+
+    def _start(self, nbytes: float, event: simpy.Event | None) -> None:
         self._advance()
         self.total_bytes += nbytes
         finish = self.virtual_bytes + nbytes
@@ -68,7 +78,6 @@ class SharedBandwidth:
         # A new transfer slows the others, so a pending timer can only be early (it
         # then re-arms); a new timer is needed only if this transfer ends first.
         self._arm()
-        return event
 
     def _advance(self) -> None:
         now = self.env.now
@@ -105,5 +114,6 @@ class SharedBandwidth:
             if remaining > _FINISH_RTOL * heap[0][0] and now + remaining * len(heap) / self.bandwidth_bytes_per_s > now:
                 break
             _finish, _seq, event = heapq.heappop(heap)
-            event.succeed()
+            if event is not None:
+                event.succeed()
         self._arm()
