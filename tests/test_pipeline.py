@@ -87,3 +87,19 @@ def test_pipeline_counts_equal_the_graph():
 def test_layers_beyond_a_stage_boundary_are_refused_for_uneven_splits():
     with pytest.raises(DesError, match="PP=3 does not divide"):
         build_workload(MODEL, "standard", "prefill", 1, pp=3, layers=4)
+
+
+def test_the_gantt_of_a_pipeline_is_its_whole_run():
+    from des.names import DRAM, LINK
+    from des.study import PointSpec, run_point
+    from des.study.gantt import gantt_spans
+
+    point = run_point(PointSpec(system="dgx-h100", model=MODEL, arch="standard", tp=2, pp=2, batch=2,
+                                microbatches=2, layers=4, seq=128))
+    drawn = gantt_spans(point)
+    assert len(drawn) == sum(1 for s in point.trace.spans if s.category not in (LINK, DRAM))
+    # The last stage idles while the first works on the first micro-batch: its first
+    # span starts after the first stage's first send has arrived.
+    first_send = min(point.result.task_end_s[t.name] for t in point.workload.graph if t.name.endswith("pp1.send.r0"))
+    last_stage = [s for s in drawn if s.device in point.workload.devices[2:]]
+    assert min(s.start_s for s in last_stage) >= first_send - 1e-12

@@ -124,8 +124,10 @@ class AllToAll(Collective):
         # NCCL spreads its point-to-point channels over the peers: each peer gets the
         # channels divided by the ranks, rounded down to a power of two, at least one
         # (p2pnChannelsPerPeer, src/graph/connect.cc); each channel is one block's pace.
+        # A send has one peer, which takes them all.
         channels = max(1, int(self.params.channels or 1))
-        self.channels_per_peer = 1 << max(0, (max(1, channels // n)).bit_length() - 1)
+        share = channels if self.kind == "send" else channels // n
+        self.channels_per_peer = 1 << max(0, (max(1, share)).bit_length() - 1)
         self.pace_bytes_per_s = self.channels_per_peer * self.params.channel_bandwidth_bytes_per_s
 
     def run(self):

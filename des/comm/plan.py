@@ -140,6 +140,12 @@ def plan_call(network, kind: str, group, nbytes: float, params: CollectiveParams
     return CommPlan(name, chosen, protocol, channels, 1, single, predicted_s)
 
 
+#: NCCL's point-to-point chunk sizes (src/include/param defaults NCCL_P2P_NVL_CHUNKSIZE
+#: 512 KiB, NCCL_P2P_NET_CHUNKSIZE 128 KiB).
+P2P_NVL_CHUNK_BYTES = 512 * 1024
+P2P_NET_CHUNK_BYTES = 128 * 1024
+
+
 def _exchange_plan(network, kind: str, group, nbytes: float, params: CollectiveParams, name: str,
                    launch_overhead_s: float | None, algorithm: str | None) -> CommPlan:
     """An all-to-all or a send: NCCL's grouped point-to-point calls, every peer at once
@@ -164,7 +170,10 @@ def _exchange_plan(network, kind: str, group, nbytes: float, params: CollectiveP
     _chosen, protocol, channels, single, predicted_s = plan_params(
         facts, "allgather", per_pair * len(group), tuning, launch_overhead_s, algorithm="ring"
     )
-    single = dataclasses.replace(single, library="nccl" if name in ("trtllm", "vllm") else name)
+    # NCCL's point-to-point chunks: 512 KiB over NVLink, 128 KiB through the network or
+    # PCIe (NCCL_P2P_NVL_CHUNKSIZE, NCCL_P2P_NET_CHUNKSIZE, NCCL_P2P_PCI_CHUNKSIZE defaults).
+    chunk = P2P_NVL_CHUNK_BYTES if facts.nodes == 1 and facts.intra == "nvlink" else P2P_NET_CHUNK_BYTES
+    single = dataclasses.replace(single, library="nccl" if name in ("trtllm", "vllm") else name, chunk_bytes=chunk)
     return CommPlan(single.library, chosen, protocol, channels, 1, single)
 
 

@@ -1,4 +1,4 @@
-"""The Gantt chart of a point: the whole run for a few layers, else two layers of it.
+"""The Gantt chart of a point: the whole run for a few layers or a pipeline, else two layers of it.
 
 A model of many layers repeats the same pattern; a chart of all 96 would show nothing.
 :func:`gantt_spans` keeps the spans of layers :data:`GANTT_LAYERS` (the first layer's
@@ -29,6 +29,8 @@ def gantt_spans(point: PointResult) -> list:
     layers = point.spec.layers
     if layers is not None and layers <= len(GANTT_LAYERS):
         return spans
+    if point.spec.pp > 1 or point.spec.microbatches > 1:
+        return spans  # a pipeline's whole run: its bubble is the idle stretches of each stage
     wanted = GANTT_LAYERS if layers is None or layers >= GANTT_LAYERS[-1] else (1, 2)
     starts = point.result.task_start_s
     ends = point.result.task_end_s
