@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("des.engine", "des.fastpath"),
     ("des.trace", "des.metrics", "des.plot", "des.plot_topology"),
     ("des.study", "des.validate", "des.calibrate"),
-    ("des.sweep",),
+    ("des.sweep", "des.serve"),
     ("des.cli", "des.__main__"),
 )
 #: What ``workloads/`` and ``topologies/`` must never import.

@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 
-from des.cli import area, calibrate, collective, op, run, sweep, topology, validate
+from des.cli import area, calibrate, collective, op, run, serve, sweep, topology, validate
 from des.errors import DesError
 
 logger = logging.getLogger("des")
@@ -27,7 +27,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 #: The command modules, in ``des --help`` order.
-COMMANDS = (run, collective, topology, op, validate, calibrate, sweep, area)
+COMMANDS = (run, collective, topology, op, validate, calibrate, sweep, area, serve)
 
 
 class _Parser(argparse.ArgumentParser):

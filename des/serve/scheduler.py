@@ -1,0 +1,182 @@
+"""Continuous batching over a paged KV cache, in the manner of vLLM's scheduler.
+
+Each iteration the scheduler fills a batch and the iteration's cost
+(:class:`des.study.iteration.IterationCost`) moves the clock:
+
+1. every running request that is decoding gets one token, oldest first, while the batch
+   has room (``max_batch`` sequences); a token that starts a new KV block needs a free
+   block, and when none is left the most recently admitted running request is
+   preempted: its blocks are freed and it will be prefilled again, its prompt and the
+   tokens it generated (vLLM's *recompute* preemption);
+2. requests part-way through their prefill get their next chunk, then waiting requests
+   are admitted in the policy's order (``fcfs``: by arrival; ``sjf``: shortest prompt
+   plus output first), each chunk as large as the token budget left (chunked prefill,
+   batched with the decodes), each only if its chunk's KV blocks are free;
+3. an iteration whose chunk completes a prefill emits that request's next token (its
+   first, the time to first token, unless it was preempted after it).
+
+A request finishes when it has generated its output tokens; its blocks are freed then.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from des.errors import DesError
+from des.serve.requests import Request
+
+#: Scheduling policies of the waiting queue.
+POLICIES = ("fcfs", "sjf")
+
+
+@dataclass
+class _State:
+    request: Request
+    admitted: int = -1            # admission order (preemption picks the latest)
+    cached: int = 0               # tokens whose KV is in the cache
+    generated: int = 0            # output tokens emitted
+    blocks: int = 0
+    first_token_s: float | None = None
+    finish_s: float | None = None
+    preemptions: int = 0
+
+    @property
+    def target(self) -> int:
+        """Tokens to have in the cache before the next one is decoded: the prompt and
+        what was generated before a preemption (recomputed)."""
+        return self.request.prompt_tokens + max(0, self.generated - 1) if self.generated else self.request.prompt_tokens
+
+    @property
+    def decoding(self) -> bool:
+        return self.generated > 0 and self.cached >= self.target
+
+
+@dataclass
+class ServeResult:
+    """What serving the stream gave: per request, per iteration, and the counts."""
+
+    requests: list[_State]
+    iterations: list[dict] = field(default_factory=list)
+    preemptions: int = 0
+    kv_blocks: int = 0
+
+
+def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_tokens: int, token_budget: int = 2048,
+          max_batch: int = 256, policy: str = "fcfs", progress=None) -> ServeResult:
+    """Serve ``requests`` (by arrival) with ``kv_blocks`` blocks of ``block_tokens``.
+
+    ``cost_s(prefills, decodes, decode_kv, emitting)`` gives an iteration's seconds
+    (:meth:`des.study.iteration.IterationCost.cost_s`).
+    """
+    if policy not in POLICIES:
+        raise DesError(f"unknown scheduler {policy!r}; known: {', '.join(POLICIES)}")
+    if token_budget < 1 or max_batch < 1:
+        raise DesError("--token-budget and --max-batch must be at least 1")
+    states = [_State(r) for r in sorted(requests, key=lambda r: (r.arrival_s, r.id))]
+    largest = max(r.prompt_tokens + r.output_tokens for r in requests)
+    if math.ceil(largest / block_tokens) > kv_blocks:
+        raise DesError(f"a request of {largest} tokens needs {math.ceil(largest / block_tokens)} KV blocks; "
+                       f"the cache holds {kv_blocks}")
+    pending = list(states)  # not yet arrived, by arrival
+    waiting: list[_State] = []
+    running: list[_State] = []
+    free = kv_blocks
+    now = 0.0
+    admitted = 0
+    result = ServeResult(states, kv_blocks=kv_blocks)
+
+    def blocks_for(tokens: int) -> int:
+        return math.ceil(tokens / block_tokens)
+
+    def order(queue):
+        if policy == "fcfs":
+            return sorted(queue, key=lambda s: (s.request.arrival_s, s.request.id))
+        return sorted(queue, key=lambda s: (s.request.prompt_tokens + s.request.output_tokens, s.request.arrival_s,
+                                            s.request.id))
+
+    done = 0
+    while done < len(states):
+        while pending and pending[0].request.arrival_s <= now:
+            waiting.append(pending.pop(0))
+        if not running and not waiting:
+            now = pending[0].request.arrival_s
+            continue
+        budget, batch_prefills, batch_decodes = token_budget, [], []
+        # 1. decodes, oldest first; a new block may preempt the latest admitted.
+        for state in sorted(running, key=lambda s: s.admitted):
+            if state not in running or not state.decoding or len(batch_decodes) >= max_batch or budget < 1:
+                continue
+            need = blocks_for(state.cached + 1) - state.blocks
+            while need > free:
+                victim = max((s for s in running if s is not state), key=lambda s: s.admitted, default=None)
+                if victim is None:
+                    break
+                running.remove(victim)
+                free += victim.blocks
+                victim.blocks, victim.cached = 0, 0
+                victim.preemptions += 1
+                result.preemptions += 1
+                if victim in batch_decodes:
+                    batch_decodes.remove(victim)
+                    budget += 1
+                waiting.append(victim)
+            if need > free:
+                continue
+            free -= need
+            state.blocks += need
+            batch_decodes.append(state)
+            budget -= 1
+        # 2. prefill chunks: running ones first, then admissions in the policy's order.
+        for state in [s for s in sorted(running, key=lambda s: s.admitted) if not s.decoding] + order(waiting):
+            if budget < 1 or len(batch_decodes) + len(batch_prefills) >= max_batch:
+                break
+            chunk = min(state.target - state.cached, budget)
+            need = blocks_for(state.cached + chunk) - state.blocks
+            if need > free:
+                if state in waiting:
+                    break  # head of the line waits for blocks
+                continue
+            free -= need
+            state.blocks += need
+            if state in waiting:
+                waiting.remove(state)
+                running.append(state)
+                state.admitted = admitted
+                admitted += 1
+            batch_prefills.append((state, chunk))
+            budget -= chunk
+        if not batch_prefills and not batch_decodes:
+            if pending:
+                now = max(now, pending[0].request.arrival_s)
+                continue
+            raise DesError("the KV cache cannot hold the next request's first chunk beside the running ones")
+        finishing = [s for s, chunk in batch_prefills if s.cached + chunk >= s.target]
+        decode_kv = (sum(s.cached + 1 for s in batch_decodes) / len(batch_decodes)) if batch_decodes else 0
+        seconds = cost_s([(chunk, s.cached) for s, chunk in batch_prefills], len(batch_decodes),
+                         int(round(decode_kv)), len(batch_decodes) + len(finishing))
+        now += seconds
+        for state, chunk in batch_prefills:
+            state.cached += chunk
+        for state in batch_decodes:
+            state.cached += 1
+        for state in batch_decodes + finishing:
+            state.generated += 1
+            if state.first_token_s is None:
+                state.first_token_s = now
+            if state.generated >= state.request.output_tokens:
+                state.finish_s = now
+                running.remove(state)
+                free += state.blocks
+                state.blocks = 0
+                done += 1
+                if progress is not None:
+                    progress.advance()
+        result.iterations.append({
+            "end_s": now, "seconds": seconds, "prefill_tokens": sum(c for _s, c in batch_prefills),
+            "decodes": len(batch_decodes), "batch": len(batch_prefills) + len(batch_decodes),
+            "kv_blocks_used": kv_blocks - free, "kv_occupancy": (kv_blocks - free) / kv_blocks,
+            "waiting": len(waiting),
+        })
+    return result

@@ -1,0 +1,139 @@
+"""What one serving iteration costs on a system, simulated by the engine and remembered.
+
+:class:`IterationCost` builds the task graph of an iteration's batch
+(:func:`workloads.iteration.build_iteration`) and runs it on the system with the
+engine. Two ways, both event-simulated:
+
+- ``exact``: the whole model, every layer (through the engine's exact fast path for
+  repeated layers);
+- otherwise: the model cut to two and to three layers (embedding and head kept), the
+  layer period their difference, extended to every layer: ``T(L) = T3 + (L - 3)(T3 - T2)``
+  (five layers simulated instead of the model's; its error against ``exact`` is measured
+  by the tests and the serving study).
+
+Iterations are remembered by their shape: the prefill chunks ``(tokens, cached)``, the
+number of decodes and their mean KV length. Unless ``exact``, cached lengths are rounded
+up to the KV block size first (the paged cache holds whole blocks), so iterations that
+differ by less than a block are simulated once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from des.errors import DesError
+from des.study.point import build_model, build_system, group_for
+
+#: Layers simulated by the fast estimate (the period is the difference of the two).
+ESTIMATE_LAYERS = (2, 3)
+
+
+class IterationCost:
+    """Cost of serving iterations of ``model`` on ``system`` at TP ``tp``.
+
+    Parameters
+    ----------
+    system, model : str or spec
+        Preset names, paths or built specs.
+    tp : int
+        Tensor parallelism (the first ``tp`` devices, node-major, or ``devices``).
+    arch : str
+        ``standard``, ``parallel`` or ``ladder``.
+    runtime, comm_library, dtype : str
+        As for a point (:class:`des.study.PointSpec`).
+    block_tokens : int
+        KV-cache block (the rounding of cached lengths in keys).
+    exact : bool
+        Simulate every layer of every iteration, and key on exact lengths.
+    devices : tuple of str, optional
+        The ranks.
+    """
+
+    def __init__(self, system: Any, model: Any, tp: int, arch: str = "standard", runtime: str = "graph",
+                 comm_library: str | None = None, dtype: str | None = None, block_tokens: int = 16,
+                 exact: bool = False, devices: tuple[str, ...] | None = None) -> None:
+        from des.runtime import runtime_profile
+
+        self.system = build_system(system)
+        self.model = build_model(model)
+        if self.model.moe is not None:
+            raise DesError(f"des serve runs dense models; '{self.model.name}' has experts")
+        self.tp, self.arch, self.exact = tp, arch, exact
+        self.devices = group_for(self.system, tp, 1, devices)
+        self.profile = runtime_profile(runtime)
+        self.runtime = runtime
+        self.library = comm_library or self.profile.comm_library
+        self.dtype = dtype or self.model.dtype or "fp16"
+        if block_tokens < 1:
+            raise DesError(f"the KV block must hold at least one token, got {block_tokens}")
+        self.block_tokens = block_tokens
+        self._cache: dict[tuple, float] = {}
+        self.simulated = 0
+        self.hits = 0
+        self.events = 0
+
+    # ------------------------------------------------------------------ memory
+
+    def kv_blocks(self, token_budget: int) -> tuple[int, float]:
+        """KV blocks one device holds beside the weights and an iteration's activations
+        of ``token_budget`` tokens, and the bytes a block takes per device."""
+        from workloads import build_workload
+
+        workload = build_workload(self.model, self.arch, "prefill", self.tp, self.devices, seq=token_budget,
+                                  dtype=self.dtype)
+        memory = workload.memory
+        per_token = memory.kv_cache_bytes / token_budget
+        per_block = per_token * self.block_tokens
+        capacity = min(self.system.device_spec(d).dram_capacity_bytes for d in self.devices)
+        free = capacity - memory.weights_bytes - memory.activation_bytes
+        if free < per_block:
+            raise DesError(
+                f"{self.model.name} at TP={self.tp} leaves no room for a KV block: weights "
+                f"{memory.weights_bytes / 2**30:.1f} GiB and activations {memory.activation_bytes / 2**30:.2f} GiB "
+                f"of {capacity / 2**30:.1f} GiB per device"
+            )
+        return int(free // per_block), per_block
+
+    # ------------------------------------------------------------------ cost
+
+    def _round(self, tokens: int) -> int:
+        if self.exact or tokens <= 0:
+            return tokens
+        block = self.block_tokens
+        return int(math.ceil(tokens / block) * block)
+
+    def key(self, prefills, decodes: int, decode_kv: int, emitting: int) -> tuple:
+        """The cache key of an iteration (lengths rounded unless exact)."""
+        chunks = tuple(sorted((chunk, self._round(past)) for chunk, past in prefills))
+        return chunks, decodes, self._round(decode_kv) if decodes else 0, emitting
+
+    def cost_s(self, prefills, decodes: int, decode_kv: int, emitting: int) -> float:
+        """Seconds of one iteration (remembered by :meth:`key`)."""
+        key = self.key(prefills, decodes, decode_kv, emitting)
+        if key in self._cache:
+            self.hits += 1
+            return self._cache[key]
+        chunks, n, kv, out = key
+        if self.exact:
+            seconds = self._simulate(chunks, n, kv, out, None)
+        else:
+            short, long = (self._simulate(chunks, n, kv, out, layers) for layers in ESTIMATE_LAYERS)
+            seconds = long + (self.model.layers - ESTIMATE_LAYERS[1]) * (long - short)
+        self._cache[key] = seconds
+        self.simulated += 1
+        return seconds
+
+    def _simulate(self, prefills, decodes, decode_kv, emitting, layers) -> float:
+        from des.engine import Engine
+        from des.runtime import runtime_launch
+        from des.spans import Trace
+        from workloads.iteration import build_iteration
+
+        graph = build_iteration(self.model, self.arch, self.tp, self.devices, prefills, decodes, decode_kv, emitting,
+                                layers=layers, dtype=self.dtype)
+        engine = Engine(self.system, trace=Trace(enabled=False), launch_fn=runtime_launch(self.runtime),
+                        comm_library=self.library, comm_launch_s=self.profile.comm_launch_s, fast_path=True)
+        result = engine.run(graph)
+        self.events += result.events_simulated
+        return result.latency_s

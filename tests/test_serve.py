@@ -1,0 +1,119 @@
+"""des serve: request streams, the continuous-batching scheduler, its metrics and the command."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import call
+
+from des.errors import DesError
+from des.serve import Request, generate, per_request, percentiles, read_trace, serve, summary
+
+PREFILL_S_PER_TOKEN, DECODE_S, FIXED_S = 1e-5, 2e-3, 1e-3
+
+
+def linear_cost(prefills, decodes, decode_kv, emitting):
+    """A hand-checkable iteration cost: a fixed part, per prompt token, per decode."""
+    return FIXED_S + PREFILL_S_PER_TOKEN * sum(chunk for chunk, _past in prefills) + (DECODE_S if decodes else 0.0)
+
+
+def test_one_request_is_its_prefill_then_its_decodes():
+    result = serve([Request(0, 0.0, 1000, 5)], linear_cost, kv_blocks=1000, block_tokens=16)
+    (row,) = per_request(result)
+    prefill = FIXED_S + 1000 * PREFILL_S_PER_TOKEN
+    decode = FIXED_S + DECODE_S
+    assert row["ttft_s"] == pytest.approx(prefill)
+    assert row["e2e_s"] == pytest.approx(prefill + 4 * decode)
+    assert row["tpot_s"] == pytest.approx(decode)
+
+
+def test_a_long_prompt_is_chunked_by_the_token_budget():
+    result = serve([Request(0, 0.0, 5000, 2)], linear_cost, kv_blocks=1000, block_tokens=16, token_budget=2048)
+    assert [it["prefill_tokens"] for it in result.iterations] == [2048, 2048, 904, 0]
+    assert per_request(result)[0]["ttft_s"] == pytest.approx(3 * FIXED_S + 5000 * PREFILL_S_PER_TOKEN)
+
+
+def test_decodes_and_prefill_chunks_share_an_iteration():
+    requests = [Request(0, 0.0, 100, 10), Request(1, 0.0015, 300, 3)]
+    result = serve(requests, linear_cost, kv_blocks=1000, block_tokens=16)
+    mixed = [it for it in result.iterations if it["decodes"] and it["prefill_tokens"]]
+    assert mixed and mixed[0]["prefill_tokens"] == 300
+
+
+def test_every_request_finishes_with_all_its_tokens_even_under_preemption():
+    requests = generate(30, 200.0, "100-400", "20-60", seed=3)
+    # A cache of a few requests' worth of blocks: running requests get preempted.
+    result = serve(requests, linear_cost, kv_blocks=60, block_tokens=16, token_budget=512)
+    assert result.preemptions > 0
+    for state in result.requests:
+        assert state.finish_s is not None and state.generated == state.request.output_tokens
+        assert state.blocks == 0
+    assert max(it["kv_blocks_used"] for it in result.iterations) <= 60
+
+
+def test_shortest_job_first_lets_a_short_request_pass():
+    requests = [Request(0, 0.0, 2000, 200), Request(1, 0.0, 2000, 200), Request(2, 0.0, 50, 5)]
+    ttft = {}
+    for policy in ("fcfs", "sjf"):
+        result = serve(requests, linear_cost, kv_blocks=1000, block_tokens=16, token_budget=2048, max_batch=1,
+                       policy=policy)
+        ttft[policy] = per_request(result)[2]["ttft_s"]
+    assert ttft["sjf"] < ttft["fcfs"]
+
+
+def test_streams_are_seeded_and_arrive_at_their_rate():
+    a, b = generate(2000, 10.0, "512-2048", "128", seed=5), generate(2000, 10.0, "512-2048", "128", seed=5)
+    assert a == b and a != generate(2000, 10.0, "512-2048", "128", seed=6)
+    assert a[-1].arrival_s == pytest.approx(200.0, rel=0.1)
+    assert all(512 <= r.prompt_tokens <= 2048 and r.output_tokens == 128 for r in a)
+    bursty = generate(2000, 10.0, "512", "128", seed=5, process="gamma", cv=3.0)
+    assert bursty[-1].arrival_s == pytest.approx(200.0, rel=0.3)
+
+
+def test_percentiles_are_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert percentiles(values) == {"p50": 50.0, "p90": 90.0, "p99": 99.0, "mean": 50.5}
+
+
+def test_a_trace_is_read_by_arrival_and_checked(tmp_path):
+    path = tmp_path / "trace.csv"
+    path.write_text("arrival_s,prompt_tokens,output_tokens\n0.5,100,10\n0.1,200,20\n")
+    assert [r.prompt_tokens for r in read_trace(path)] == [200, 100]
+    path.write_text("arrival_s,prompt_tokens\n0.5,100\n")
+    with pytest.raises(DesError, match="columns arrival_s, prompt_tokens, output_tokens"):
+        read_trace(path)
+
+
+def test_rounded_kv_lengths_stay_within_half_a_per_cent_of_exact_keys():
+    from des.study.iteration import IterationCost
+
+    requests = generate(12, 20.0, "200-600", "8-24", seed=2)
+    out = {}
+    for exact in (False, True):
+        cost = IterationCost("dgx-h100", "llama-3-8b", 2, exact=exact)
+        out[exact] = summary(serve(requests, cost.cost_s, 20000, 16))
+    for metric in ("ttft_s", "tpot_s"):
+        assert out[False][metric]["mean"] == pytest.approx(out[True][metric]["mean"], rel=0.005), metric
+
+
+def test_des_serve_json(capsys):
+    code, out, err = call(capsys, "serve", "--model", "llama-3-8b", "--tp", "2", "--rate", "20", "--requests", "6",
+                          "--prompt-tokens", "128-256", "--output-tokens", "4-8", "--json")
+    assert code == 0, err
+    record = json.loads(out)
+    for key in ("requests", "ttft_s", "tpot_s", "e2e_s", "throughput_requests_per_s", "throughput_tokens_per_s",
+                "iterations_simulated", "iteration_cache_hits", "wall_s"):
+        assert key in record, key
+    assert record["requests"] == 6 and set(record["ttft_s"]) == {"p50", "p90", "p99", "mean"}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--rate", "5"], "needs --rate and --requests, or --trace-csv"),
+    (["--rate", "-1", "--requests", "3"], "--rate must be a positive number"),
+    (["--rate", "5", "--requests", "3", "--prompt-tokens", "9-3"], "--prompt-tokens"),
+    (["--rate", "5", "--requests", "3", "--model", "mixtral-8x7b"], "dense models"),
+])
+def test_bad_serve_input_is_one_line(capsys, argv, message):
+    code, _out, err = call(capsys, "serve", "--tp", "2", *argv)
+    assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1
