@@ -117,3 +117,15 @@ def test_des_serve_json(capsys):
 def test_bad_serve_input_is_one_line(capsys, argv, message):
     code, _out, err = call(capsys, "serve", "--tp", "2", *argv)
     assert code == 2 and message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_des_serve_writes_its_tables_and_charts(tmp_path, capsys):
+    code, out, err = call(capsys, "serve", "--model", "llama-3-8b", "--tp", "2", "--rate", "40", "--requests", "8",
+                          "--prompt-tokens", "256-512", "--output-tokens", "8-16", "--kv-blocks", "60",
+                          "--out", str(tmp_path))
+    assert code == 0, err
+    for name in ("requests.csv", "iterations.csv", "latency_cdf.png", "occupancy.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    rows = (tmp_path / "requests.csv").read_text().splitlines()
+    assert rows[0].startswith("id,arrival_s,prompt_tokens,output_tokens,ttft_s") and len(rows) == 9
+    assert "preemptions" in out

@@ -5,8 +5,8 @@ trace), serves it with the vLLM-style scheduler of :mod:`des.serve.scheduler` ov
 paged KV cache sized by the memory check, each iteration's cost simulated by the engine
 (:class:`des.study.iteration.IterationCost`), and prints the latency percentiles,
 throughput and the simulation's cost. ``--json`` prints one object; ``--out DIR``
-writes ``requests.csv`` (one row per request) and ``iterations.csv`` (batch, tokens and
-KV occupancy over time).
+writes ``requests.csv`` (one row per request), ``iterations.csv`` (batch, tokens and KV
+occupancy over time), ``latency_cdf.png`` and ``occupancy.png``.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def serve_command(args: argparse.Namespace) -> int:
     from des.outputs import check_folder, make_folder, write_csv
     from des.progress import Progress
     from des.serve import generate, per_request, read_trace, serve, summary
+    from des.serve.plots import latency_cdfs, occupancy
     from des.study.iteration import IterationCost
 
     wall = time.perf_counter()
@@ -99,8 +100,11 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.out is not None:
         make_folder(args.out)
         rows = per_request(result)
+        title = f"{record['model']} {args.arch} TP={args.tp} on {record['system']}: {record['requests']} requests"
         files = [(args.out / "requests.csv", lambda path: write_csv(path, REQUEST_COLUMNS, rows)),
-                 (args.out / "iterations.csv", lambda path: write_csv(path, ITERATION_COLUMNS, result.iterations))]
+                 (args.out / "iterations.csv", lambda path: write_csv(path, ITERATION_COLUMNS, result.iterations)),
+                 (args.out / "latency_cdf.png", lambda path: latency_cdfs(rows, path, title)),
+                 (args.out / "occupancy.png", lambda path: occupancy(result.iterations, path, title))]
     return write_outputs(files, sys.stderr if args.json else sys.stdout)
 
 
