@@ -61,3 +61,18 @@ def test_a_bad_study_option_is_one_line(overlap, tmp_path, capsys):
                          "--out", str(tmp_path)])
     _out, err = capsys.readouterr()
     assert code == 2 and err.startswith("overlap_study: error: ") and err.count("\n") == 1
+
+
+def test_serving_study_small(load_script, tmp_path, capsys):
+    serving = load_script("serving_study")
+    code = serving.main(["--model", "llama-3-8b", "--tp", "2", "--requests", "8", "--rates", "5", "200",
+                         "--prompt-tokens", "128-256", "--output-tokens", "4-8", "--ttft-slo", "0.03",
+                         "--no-plots", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    rows = read_csv(tmp_path / "serving_study.csv")
+    assert sorted((r["arch"], float(r["rate_per_s"])) for r in rows) == [
+        ("ladder", 5.0), ("ladder", 200.0), ("standard", 5.0), ("standard", 200.0)]
+    p99 = {(r["arch"], float(r["rate_per_s"])): float(r["ttft_p99_s"]) for r in rows}
+    assert p99[("standard", 200.0)] >= p99[("standard", 5.0)]  # queueing at the higher rate
+    assert "standard: p99 TTFT <= 0.03 s" in out
