@@ -138,3 +138,38 @@ def test_the_layer_period_estimate_equals_the_whole_model():
     exact = IterationCost("dgx-a100", "llama-3-8b", 4, exact=True)
     for shape in (([(384, 0)], 0, 0, 1), ([], 16, 700, 16), ([(200, 512)], 8, 300, 8)):
         assert estimate.cost_s(*shape) == pytest.approx(exact.cost_s(*shape), rel=1e-9), shape
+
+
+def test_disaggregated_serving_takes_the_first_token_from_the_prefill_group():
+    from des.serve.disaggregated import serve_disaggregated
+
+    def decode_cost(prefills, decodes, decode_kv, emitting):
+        return FIXED_S + DECODE_S
+
+    request = Request(0, 0.0, 1000, 5)
+    for transfer in (0.0, 0.05):
+        result = serve_disaggregated([request], linear_cost, decode_cost, lambda tokens, t=transfer: t, 1000, 1000, 16)
+        (row,) = per_request(result)
+        assert row["ttft_s"] == pytest.approx(FIXED_S + 1000 * PREFILL_S_PER_TOKEN)  # the transfer is not in it
+        assert row["e2e_s"] == pytest.approx(row["ttft_s"] + transfer + 4 * (FIXED_S + DECODE_S))
+
+
+def test_disaggregated_serving_finishes_everything_under_pressure():
+    from des.serve.disaggregated import serve_disaggregated
+
+    requests = generate(40, 400.0, "200-800", "10-60", seed=9)
+    result = serve_disaggregated(requests, linear_cost, lambda *a: FIXED_S + DECODE_S, lambda tokens: 1e-6 * tokens,
+                                 120, 80, 16, token_budget=512)
+    assert all(s.generated == s.request.output_tokens and s.finish_s is not None for s in result.requests)
+    assert result.preemptions > 0
+
+
+def test_des_serve_disaggregated(capsys):
+    code, out, err = call(capsys, "serve", "--system", "dgx-h100", "--model", "llama-3-8b", "--rate", "20",
+                          "--requests", "4", "--prompt-tokens", "128-256", "--output-tokens", "4-8",
+                          "--disaggregate", "2:2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["disaggregate"] == "2:2"
+    code, _out, err = call(capsys, "serve", "--system", "dgx-h100", "--model", "llama-3-8b", "--rate", "20",
+                           "--requests", "4", "--disaggregate", "6:6")
+    assert code == 2 and "needs 12 devices" in err

@@ -52,6 +52,8 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--runtime", default="graph", choices=("eager", "graph"))
     parser.add_argument("--ttft-slo", type=float, metavar="S", help="TTFT objective for goodput (seconds)")
     parser.add_argument("--tpot-slo", type=float, metavar="S", help="time-per-output-token objective for goodput (seconds)")
+    parser.add_argument("--disaggregate", metavar="P:D",
+                        help="prefill on the first P devices (TP P), decode on the next D (TP D), KV sent between")
     parser.add_argument("--exact", action="store_true", help="simulate every layer of every iteration; exact KV lengths")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write requests.csv and iterations.csv to DIR")
@@ -81,16 +83,22 @@ def serve_command(args: argparse.Namespace) -> int:
     else:
         requests = generate(args.requests, args.rate, args.prompt_tokens, args.output_tokens, args.seed, args.arrivals,
                             args.cv)
-    cost = IterationCost(args.system, args.model, args.tp, args.arch, args.runtime, block_tokens=args.block_tokens,
-                         exact=args.exact)
-    blocks = args.kv_blocks if args.kv_blocks is not None else cost.kv_blocks(args.token_budget)[0]
-    with Progress("des serve", unit="requests") as progress:
-        progress.start(len(requests))
-        result = serve(requests, cost.cost_s, blocks, args.block_tokens, args.token_budget, args.max_batch,
-                       args.scheduler, progress)
+    if args.disaggregate is None:
+        cost = IterationCost(args.system, args.model, args.tp, args.arch, args.runtime, block_tokens=args.block_tokens,
+                             exact=args.exact)
+        blocks = args.kv_blocks if args.kv_blocks is not None else cost.kv_blocks(args.token_budget)[0]
+        costs = [cost]
+        with Progress("des serve", unit="requests") as progress:
+            progress.start(len(requests))
+            result = serve(requests, cost.cost_s, blocks, args.block_tokens, args.token_budget, args.max_batch,
+                           args.scheduler, progress)
+    else:
+        costs, result = _disaggregated(args, requests)
+        cost = costs[0]
     record = summary(result, args.ttft_slo, args.tpot_slo)
     record.update(system=cost.system.name, model=cost.model.name, tp=args.tp, arch=args.arch, scheduler=args.scheduler,
-                  iterations_simulated=cost.simulated, iteration_cache_hits=cost.hits, events_simulated=cost.events,
+                  iterations_simulated=sum(c.simulated for c in costs), disaggregate=args.disaggregate,
+                  iteration_cache_hits=sum(c.hits for c in costs), events_simulated=sum(c.events for c in costs),
                   exact=args.exact, wall_s=time.perf_counter() - wall)
     if args.json:
         print(json.dumps(record, sort_keys=True))
@@ -108,6 +116,41 @@ def serve_command(args: argparse.Namespace) -> int:
     return write_outputs(files, sys.stderr if args.json else sys.stdout)
 
 
+def _disaggregated(args, requests):
+    """Prefill on the first P devices, decode on the next D (``--disaggregate P:D``)."""
+    from des.errors import DesError
+    from des.progress import Progress
+    from des.serve.disaggregated import serve_disaggregated
+    from des.study.iteration import IterationCost, KvTransfer
+    from des.study.point import build_system
+
+    try:
+        p, d = (int(part) for part in args.disaggregate.split(":"))
+    except ValueError:
+        raise DesError(f"--disaggregate: expected P:D, two numbers of devices, got {args.disaggregate!r}") from None
+    if p < 1 or d < 1:
+        raise DesError(f"--disaggregate: both groups need a device, got {args.disaggregate!r}")
+    if args.scheduler != "fcfs":
+        raise DesError("--disaggregate schedules first come first served (--scheduler fcfs)")
+    system = build_system(args.system)
+    if p + d > len(system.devices):
+        raise DesError(f"--disaggregate {p}:{d} needs {p + d} devices; system '{system.name}' has {len(system.devices)}")
+    prefill_devices, decode_devices = tuple(system.devices[:p]), tuple(system.devices[p:p + d])
+    prefill = IterationCost(system, args.model, p, args.arch, args.runtime, block_tokens=args.block_tokens,
+                            exact=args.exact, devices=prefill_devices)
+    decode = IterationCost(system, args.model, d, args.arch, args.runtime, block_tokens=args.block_tokens,
+                           exact=args.exact, devices=decode_devices)
+    p_blocks, per_block = prefill.kv_blocks(args.token_budget)
+    d_blocks = args.kv_blocks if args.kv_blocks is not None else decode.kv_blocks(args.token_budget)[0]
+    # A request's whole KV is per_block / block tokens per device, times the P devices.
+    transfer = KvTransfer(system, prefill_devices, decode_devices, per_block / args.block_tokens * p, args.block_tokens)
+    with Progress("des serve", unit="requests") as progress:
+        progress.start(len(requests))
+        result = serve_disaggregated(requests, prefill.cost_s, decode.cost_s, transfer, p_blocks, d_blocks,
+                                     args.block_tokens, args.token_budget, args.max_batch, progress)
+    return [prefill, decode], result
+
+
 def _table(r: dict) -> str:
     def pct(name):
         p = r[name]
@@ -116,7 +159,8 @@ def _table(r: dict) -> str:
         return f"{name:<8} p50 {p['p50'] * 1e3:9.2f} ms  p90 {p['p90'] * 1e3:9.2f} ms  p99 {p['p99'] * 1e3:9.2f} ms  mean {p['mean'] * 1e3:9.2f} ms"
 
     return "\n".join([
-        f"{r['model']} {r['arch']} TP={r['tp']} on {r['system']}: {r['requests']} requests, scheduler {r['scheduler']}",
+        f"{r['model']} {r['arch']} " + (f"prefill:decode {r['disaggregate']}" if r.get("disaggregate") else f"TP={r['tp']}")
+        + f" on {r['system']}: {r['requests']} requests, scheduler {r['scheduler']}",
         pct("ttft_s"), pct("tpot_s"), pct("e2e_s"),
         f"throughput {r['throughput_requests_per_s']:.3f} requests/s, {r['throughput_tokens_per_s']:.1f} tokens/s; "
         f"goodput {r['goodput_requests_per_s']:.3f} requests/s",

@@ -138,3 +138,35 @@ class IterationCost:
         result = engine.run(graph)
         self.events += result.events_simulated
         return result.latency_s
+
+
+class KvTransfer:
+    """Seconds to send one request's KV cache from a prefill group to a decode group.
+
+    Prefill rank ``i`` sends its share (``tokens x bytes_per_token / len(prefill)``) to
+    decode rank ``i mod len(decode)``, all at once, event-simulated on the system (NCCL
+    point-to-point; :mod:`des.collectives.alltoall`). Remembered by the tokens rounded up
+    to the KV block.
+    """
+
+    def __init__(self, system, prefill: tuple[str, ...], decode: tuple[str, ...], bytes_per_token: float,
+                 block_tokens: int = 16, library: str | None = None) -> None:
+        self.system, self.prefill, self.decode = system, tuple(prefill), tuple(decode)
+        self.bytes_per_token, self.block_tokens, self.library = bytes_per_token, block_tokens, library
+        self._cache: dict[int, float] = {}
+
+    def __call__(self, tokens: int) -> float:
+        from des.engine import Engine
+        from des.spans import Trace
+        from des.taskgraph import CollectiveTask, TaskGraph
+
+        key = int(math.ceil(tokens / self.block_tokens) * self.block_tokens)
+        if key not in self._cache:
+            graph = TaskGraph()
+            share = key * self.bytes_per_token / len(self.prefill)
+            for i, src in enumerate(self.prefill):
+                dst = self.decode[i % len(self.decode)]
+                graph.add(CollectiveTask(f"kv{i}", "send", (src, dst), share, stream=f"kv{i}"))
+            engine = Engine(self.system, trace=Trace(enabled=False), comm_library=self.library or "nccl")
+            self._cache[key] = engine.run(graph).latency_s
+        return self._cache[key]
