@@ -9,11 +9,16 @@ Llama-3-70B at TP 8 on a DGX H100 (``dgx-h100``), batch scheduling as ``des serv
 architecture it reports the throughput-latency curve and the lowest rate whose p99 TTFT
 exceeds ``--ttft-slo`` (default 2 s), beside the highest that kept it.
 
+Then, on two nodes (``--two-node-system``, default ``2x-dgx-h100``), the standard
+model served by two co-located replicas of TP ``--tp`` (each request to a replica in
+turn) against prefill on the first node and decode on the second (``des serve
+--disaggregate``), at the same rates.
+
 Writes to ``--out`` (default ``serving-out``): ``serving_study.csv`` (one row per
-architecture and rate: TTFT, TPOT and end-to-end percentiles, throughput, goodput,
-preemptions, iterations simulated, wall time) and ``serving_curves.png`` (p99 TTFT and
-mean TPOT against the throughput reached). Co-located against disaggregated prefill and
-decode is not studied yet (des serve does not disaggregate yet).
+architecture, or two-node setup, and rate: TTFT, TPOT and end-to-end percentiles,
+throughput, goodput, preemptions, iterations simulated, wall time) and
+``serving_curves.png`` (p99 TTFT and mean TPOT against the throughput reached).
+``--no-two-node`` skips the second part.
 """
 
 from __future__ import annotations
@@ -49,8 +54,61 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ttft-slo", type=float, default=2.0, help="p99 TTFT objective, seconds (default 2)")
     parser.add_argument("--tpot-slo", type=float, default=0.1, help="TPOT objective of goodput, seconds (default 0.1)")
+    parser.add_argument("--two-node-system", default="2x-dgx-h100")
+    parser.add_argument("--no-two-node", action="store_true", help="skip co-located against disaggregated")
     parser.add_argument("--no-plots", action="store_true")
     return parser.parse_args(argv)
+
+
+def _row(label, rate, record, simulated, hits, wall):
+    return {
+        "arch": label, "rate_per_s": rate, "requests": record["requests"],
+        "ttft_p50_s": record["ttft_s"]["p50"], "ttft_p99_s": record["ttft_s"]["p99"],
+        "tpot_mean_s": record["tpot_s"]["mean"], "tpot_p99_s": record["tpot_s"]["p99"],
+        "e2e_p99_s": record["e2e_s"]["p99"], "throughput_requests_per_s": record["throughput_requests_per_s"],
+        "throughput_tokens_per_s": record["throughput_tokens_per_s"],
+        "goodput_requests_per_s": record["goodput_requests_per_s"], "preemptions": record["preemptions"],
+        "iterations_simulated": simulated, "iteration_cache_hits": hits, "wall_s": wall,
+    }
+
+
+def two_nodes(args) -> list[dict]:
+    """Two co-located replicas against prefill on one node and decode on the other."""
+    from des.serve import ServeResult
+    from des.serve.disaggregated import serve_disaggregated
+    from des.study.iteration import KvTransfer
+    from des.study.point import build_system
+
+    system = build_system(args.two_node_system)
+    if len(system.devices) < 2 * args.tp:
+        from des.errors import DesError
+
+        raise DesError(f"--two-node-system {system.name} has {len(system.devices)} devices; two groups of TP "
+                       f"{args.tp} need {2 * args.tp}")
+    first, second = tuple(system.devices[:args.tp]), tuple(system.devices[args.tp:2 * args.tp])
+    replica = IterationCost(system, args.model, args.tp, "standard", devices=first)
+    prefill = IterationCost(system, args.model, args.tp, "standard", devices=first)
+    decode = IterationCost(system, args.model, args.tp, "standard", devices=second)
+    blocks, per_block = replica.kv_blocks(2048)
+    transfer = KvTransfer(system, first, second, per_block / replica.block_tokens * args.tp, replica.block_tokens)
+    rows = []
+    for rate in sorted(args.rates):
+        requests = generate(args.requests, rate, args.prompt_tokens, args.output_tokens, args.seed)
+        start, before = time.perf_counter(), (replica.simulated, replica.hits)
+        halves = [serve(requests[k::2], replica.cost_s, blocks, replica.block_tokens) for k in (0, 1)]
+        merged = ServeResult(halves[0].requests + halves[1].requests, halves[0].iterations + halves[1].iterations,
+                             halves[0].preemptions + halves[1].preemptions, blocks)
+        record = summary(merged, args.ttft_slo, args.tpot_slo)
+        rows.append(_row("2 replicas", rate, record, replica.simulated - before[0], replica.hits - before[1],
+                         time.perf_counter() - start))
+        start = time.perf_counter()
+        before = (prefill.simulated + decode.simulated, prefill.hits + decode.hits)
+        result = serve_disaggregated(requests, prefill.cost_s, decode.cost_s, transfer, blocks, blocks,
+                                     replica.block_tokens)
+        record = summary(result, args.ttft_slo, args.tpot_slo)
+        rows.append(_row("disaggregated", rate, record, prefill.simulated + decode.simulated - before[0],
+                         prefill.hits + decode.hits - before[1], time.perf_counter() - start))
+    return rows
 
 
 def study(args) -> list[Path]:
@@ -64,22 +122,18 @@ def study(args) -> list[Path]:
             requests = generate(args.requests, rate, args.prompt_tokens, args.output_tokens, args.seed)
             before = (cost.simulated, cost.hits)
             record = summary(serve(requests, cost.cost_s, blocks, cost.block_tokens), args.ttft_slo, args.tpot_slo)
-            rows.append({
-                "arch": arch, "rate_per_s": rate, "requests": record["requests"],
-                "ttft_p50_s": record["ttft_s"]["p50"], "ttft_p99_s": record["ttft_s"]["p99"],
-                "tpot_mean_s": record["tpot_s"]["mean"], "tpot_p99_s": record["tpot_s"]["p99"],
-                "e2e_p99_s": record["e2e_s"]["p99"], "throughput_requests_per_s": record["throughput_requests_per_s"],
-                "throughput_tokens_per_s": record["throughput_tokens_per_s"],
-                "goodput_requests_per_s": record["goodput_requests_per_s"], "preemptions": record["preemptions"],
-                "iterations_simulated": cost.simulated - before[0], "iteration_cache_hits": cost.hits - before[1],
-                "wall_s": time.perf_counter() - start,
-            })
-    print(f"{'arch':<9} {'rate':>6} {'TTFT p50':>10} {'TTFT p99':>10} {'TPOT mean':>10} {'tokens/s':>9} {'goodput':>8}")
+            rows.append(_row(arch, rate, record, cost.simulated - before[0], cost.hits - before[1],
+                             time.perf_counter() - start))
+    labels = list(args.archs)
+    if not args.no_two_node:
+        rows += two_nodes(args)
+        labels += ["2 replicas", "disaggregated"]
+    print(f"{'setup':<14} {'rate':>6} {'TTFT p50':>10} {'TTFT p99':>10} {'TPOT mean':>10} {'tokens/s':>9} {'goodput':>8}")
     for r in rows:
-        print(f"{r['arch']:<9} {r['rate_per_s']:>6.2f} {r['ttft_p50_s'] * 1e3:>7.1f} ms {r['ttft_p99_s'] * 1e3:>7.1f} ms "
+        print(f"{r['arch']:<14} {r['rate_per_s']:>6.2f} {r['ttft_p50_s'] * 1e3:>7.1f} ms {r['ttft_p99_s'] * 1e3:>7.1f} ms "
               f"{r['tpot_mean_s'] * 1e3:>7.2f} ms {r['throughput_tokens_per_s']:>9.1f} {r['goodput_requests_per_s']:>8.3f}")
     print()
-    for arch in args.archs:
+    for arch in labels:
         ours = [r for r in rows if r["arch"] == arch]
         kept = [r["rate_per_s"] for r in ours if r["ttft_p99_s"] <= args.ttft_slo]
         broken = [r["rate_per_s"] for r in ours if r["ttft_p99_s"] > args.ttft_slo]
@@ -89,7 +143,7 @@ def study(args) -> list[Path]:
     write_csv(args.out / "serving_study.csv", COLUMNS, rows)
     written = [args.out / "serving_study.csv"]
     if not args.no_plots:
-        plot(rows, args.archs, args.out / "serving_curves.png", args.ttft_slo)
+        plot(rows, labels, args.out / "serving_curves.png", args.ttft_slo)
         written.append(args.out / "serving_curves.png")
     return written
 

@@ -67,7 +67,7 @@ def test_serving_study_small(load_script, tmp_path, capsys):
     serving = load_script("serving_study")
     code = serving.main(["--model", "llama-3-8b", "--tp", "2", "--requests", "8", "--rates", "5", "200",
                          "--prompt-tokens", "128-256", "--output-tokens", "4-8", "--ttft-slo", "0.03",
-                         "--no-plots", "--out", str(tmp_path)])
+                         "--no-two-node", "--no-plots", "--out", str(tmp_path)])
     out, err = capsys.readouterr()
     assert code == 0, err
     rows = read_csv(tmp_path / "serving_study.csv")
@@ -76,3 +76,15 @@ def test_serving_study_small(load_script, tmp_path, capsys):
     p99 = {(r["arch"], float(r["rate_per_s"])): float(r["ttft_p99_s"]) for r in rows}
     assert p99[("standard", 200.0)] >= p99[("standard", 5.0)]  # queueing at the higher rate
     assert "standard: p99 TTFT <= 0.03 s" in out
+
+
+def test_serving_study_two_nodes(load_script, tmp_path, capsys):
+    serving = load_script("serving_study")
+    code = serving.main(["--model", "llama-3-8b", "--tp", "2", "--requests", "8", "--rates", "50", "--archs", "standard",
+                         "--prompt-tokens", "128-256", "--output-tokens", "4-8", "--two-node-system", "dgx-h100",
+                         "--no-plots", "--out", str(tmp_path)])
+    _out, err = capsys.readouterr()
+    assert code == 0, err
+    setups = {r["arch"]: r for r in read_csv(tmp_path / "serving_study.csv")}
+    assert set(setups) == {"standard", "2 replicas", "disaggregated"}
+    assert all(int(r["requests"]) == 8 for r in setups.values())
