@@ -131,13 +131,13 @@ def test_des_serve_writes_its_tables_and_charts(tmp_path, capsys):
     assert "preemptions" in out
 
 
-def test_the_layer_period_estimate_equals_the_whole_model():
+def test_the_layer_period_and_head_estimate_meets_the_whole_model():
     from des.study.iteration import IterationCost
 
     estimate = IterationCost("dgx-a100", "llama-3-8b", 4)
     exact = IterationCost("dgx-a100", "llama-3-8b", 4, exact=True)
     for shape in (([(384, 0)], 0, 0, 1), ([], 16, 700, 16), ([(200, 512)], 8, 300, 8)):
-        assert estimate.cost_s(*shape) == pytest.approx(exact.cost_s(*shape), rel=1e-9), shape
+        assert estimate.cost_s(*shape) == pytest.approx(exact.cost_s(*shape), rel=1e-3), shape
 
 
 def test_disaggregated_serving_takes_the_first_token_from_the_prefill_group():

@@ -64,7 +64,7 @@ class _IterationBuilder(_GraphBuilder):
 
 def build_iteration(model: Any, arch: str, tp: int, devices: tuple[str, ...], prefills: Sequence[tuple[int, int]],
                     decodes: int, decode_kv: int, emitting: int, layers: int | None = None,
-                    dtype: str = "fp16") -> TaskGraph:
+                    dtype: str = "fp16", head: bool = True) -> TaskGraph:
     """The graph of one iteration (module docstring).
 
     Parameters
@@ -82,7 +82,10 @@ def build_iteration(model: Any, arch: str, tp: int, devices: tuple[str, ...], pr
     emitting : int
         Sequences whose logits are computed (decodes and finishing prefills).
     layers : int, optional
-        Build only this many layers (and the head), the rest of the model left out.
+        Build only this many layers (and the head), the rest of the model left out; 0
+        with ``head``: the final norm, LM head and logits all-gather alone.
+    head : bool
+        Whether the graph ends with the final norm, the LM head and its all-gather.
 
     Raises
     ------
@@ -101,5 +104,10 @@ def build_iteration(model: Any, arch: str, tp: int, devices: tuple[str, ...], pr
     shapes = dataclasses.replace(base, batch=1, rows_per_seq=tokens)
     builder = _IterationBuilder(devices, shapes, prefills, decodes, max(1, decode_kv), emitting)
     n_layers = built.layers if layers is None else layers
-    builder.run_layers(arch, "fused", 0, n_layers, None, embed=True, head=True)
+    if n_layers == 0:
+        if not head:
+            raise DesError("a serving iteration of no layers is its head")
+        builder.head(None, arch)
+    else:
+        builder.run_layers(arch, "fused", 0, n_layers, None, embed=True, head=head)
     return builder.graph
