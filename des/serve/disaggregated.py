@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from des.errors import DesError
 from des.serve.requests import Request
-from des.serve.scheduler import ServeResult, _State
+from des.serve.scheduler import ServeResult, _State, preempt_latest
 
 
 def serve_disaggregated(requests: list[Request], prefill_cost: Callable, decode_cost: Callable,
@@ -131,18 +131,9 @@ def serve_disaggregated(requests: list[Request], prefill_cost: Callable, decode_
             if state not in d_run:
                 continue
             extra = blocks_for(state.cached + 1) - state.blocks
-            while extra > d_free:
-                victim = max((s for s in d_run if s is not state), key=lambda s: s.admitted, default=None)
-                if victim is None:
-                    break
-                d_run.remove(victim)
-                if victim in batch:
-                    batch.remove(victim)
-                d_free += victim.blocks
-                victim.blocks, victim.cached = 0, 0
-                victim.preemptions += 1
-                result.preemptions += 1
-                p_wait.append(victim)   # recomputed on the prefill group
+            while extra > d_free and any(s is not state for s in d_run):
+                # The victim is recomputed on the prefill group.
+                d_free += preempt_latest(d_run, state, batch, p_wait, result)
             if extra > d_free:
                 continue
             d_free -= extra

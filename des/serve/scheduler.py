@@ -53,6 +53,24 @@ class _State:
         return self.generated > 0 and self.cached >= self.target
 
 
+def preempt_latest(running: list[_State], keep: _State, batch: list[_State], queue: list[_State],
+                   result: ServeResult) -> int:
+    """Preempt the latest admitted request of ``running`` other than ``keep`` (vLLM's
+    recompute): out of the batch, its cache dropped, onto ``queue`` to be prefilled again.
+    Returns the blocks freed (0 when there is no other request to preempt)."""
+    victim = max((s for s in running if s is not keep), key=lambda s: s.admitted, default=None)
+    if victim is None:
+        return 0
+    running.remove(victim)
+    if victim in batch:
+        batch.remove(victim)
+    freed, victim.blocks, victim.cached = victim.blocks, 0, 0
+    victim.preemptions += 1
+    result.preemptions += 1
+    queue.append(victim)
+    return freed
+
+
 @dataclass
 class ServeResult:
     """What serving the stream gave: per request, per iteration, and the counts."""
@@ -109,19 +127,10 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
             if state not in running or not state.decoding or len(batch_decodes) >= max_batch or budget < 1:
                 continue
             need = blocks_for(state.cached + 1) - state.blocks
-            while need > free:
-                victim = max((s for s in running if s is not state), key=lambda s: s.admitted, default=None)
-                if victim is None:
-                    break
-                running.remove(victim)
-                free += victim.blocks
-                victim.blocks, victim.cached = 0, 0
-                victim.preemptions += 1
-                result.preemptions += 1
-                if victim in batch_decodes:
-                    batch_decodes.remove(victim)
-                    budget += 1
-                waiting.append(victim)
+            while need > free and any(s is not state for s in running):
+                batched = len(batch_decodes)
+                free += preempt_latest(running, state, batch_decodes, waiting, result)
+                budget += batched - len(batch_decodes)  # a preempted decode gives its token back
             if need > free:
                 continue
             free -= need
