@@ -131,7 +131,6 @@ GRID = (0.35, 0.5, 0.65, 0.8, 0.95)
 #: Most rounds of the alternating searches.
 MAX_ROUNDS = 8
 _GOLDEN = (math.sqrt(5) - 1) / 2
-_STREAMING_CLASSES = ("softmax", "layernorm", "gelu", "elementwise")
 #: DRAM groups of the row-wise and element-wise kernels.
 STREAMING_GROUPS = ("rowwise", "elementwise")
 #: Row-wise / element-wise classes bound by their vector work, and by DRAM.

@@ -10,7 +10,7 @@ package imports des's specs, operators and task graph, never its engine.
 """
 
 from workloads.counts import closed_form_counts
-from workloads.kraken_rule import KrakenRule, kraken_params, layer_params, standard_params
+from workloads.kraken_rule import KrakenRule, kraken_params, standard_params
 from workloads.memory import MemoryEstimate, check_memory, estimate_memory
 from workloads.model import (
     MODEL_DIR,
@@ -40,7 +40,6 @@ __all__ = [
     "closed_form_counts",
     "estimate_memory",
     "kraken_params",
-    "layer_params",
     "load_model",
     "model_from_mapping",
     "model_names",

@@ -53,20 +53,6 @@ FUSED_ATTENTION_MAX_HEAD_DIM = 256
 #: What the Kraken width is chosen to match.
 MATCHES = ("total_params", "layer_params")
 
-#: Weights and biases of one layer besides the four attention and two FFN matrices:
-#: QKV (3w), output (w) and FFN-down (w) biases and two LayerNorms (scale and shift, 4w).
-_LAYER_VECTOR_WIDTHS = 3 + 1 + 1 + 4
-
-
-def layer_params(width: int | float, ffn_hidden: int | float) -> float:
-    """Parameters of one pre-LN transformer layer (or one Kraken sub-layer).
-
-    ``4 w^2`` attention weights, ``2 w F`` FFN weights, ``F + 9 w`` biases and
-    LayerNorm parameters: ``12 h^2 + 13 h`` for a GPT layer with ``F = 4 h``.
-    """
-    return 4 * width * width + 2 * width * ffn_hidden + ffn_hidden + _LAYER_VECTOR_WIDTHS * width
-
-
 def standard_params(model: ModelSpec) -> float:
     """Parameters of a standard model: layers, embeddings, final norm, LM head if untied
     (:func:`workloads.params.parameter_counts`)."""
