@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from des.errors import DesError
 from des.serve.requests import Request
-from des.serve.scheduler import ServeResult, _State, preempt_latest
+from des.serve.scheduler import ServeResult, _State, admit_chunks, preempt_latest
 
 
 def serve_disaggregated(requests: list[Request], prefill_cost: Callable, decode_cost: Callable,
@@ -63,25 +63,11 @@ def serve_disaggregated(requests: list[Request], prefill_cost: Callable, decode_
             for at, blocks in [r for r in releases if r[0] <= p_clock]:
                 releases.remove((at, blocks))
                 p_free += blocks
-            budget, batch = token_budget, []
-            for state in sorted(p_run, key=lambda s: s.admitted) + sorted(p_wait, key=lambda s: (s.request.arrival_s, s.request.id)):
-                if budget < 1 or len(batch) >= max_batch:
-                    break
-                chunk = min(state.target - state.cached, budget)
-                extra = blocks_for(state.cached + chunk) - state.blocks
-                if extra > p_free:
-                    if state in p_wait:
-                        break
-                    continue
-                p_free -= extra
-                state.blocks += extra
-                if state in p_wait:
-                    p_wait.remove(state)
-                    p_run.append(state)
-                    state.admitted = admitted
-                    admitted += 1
-                batch.append((state, chunk))
-                budget -= chunk
+            candidates = sorted(p_run, key=lambda s: s.admitted) + sorted(
+                p_wait, key=lambda s: (s.request.arrival_s, s.request.id))
+            batch, _budget, p_free, admitted = admit_chunks(
+                candidates, p_wait, p_run, token_budget, max_batch, p_free, block_tokens, admitted
+            )
             if not batch:
                 # Nothing fits until a transfer frees blocks: wait for the earliest one.
                 p_clock = min([at for at, _b in releases] + [d_clock if d_busy else math.inf]) if releases else max(

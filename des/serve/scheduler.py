@@ -71,6 +71,36 @@ def preempt_latest(running: list[_State], keep: _State, batch: list[_State], que
     return freed
 
 
+def admit_chunks(candidates: list[_State], waiting: list[_State], running: list[_State], budget: int, room: int,
+                 free: int, block_tokens: int, admitted: int) -> tuple[list, int, int, int]:
+    """Prefill chunks for ``candidates`` in order, each as large as the token budget left
+    and only if its KV blocks are free; a waiting request that gets one is admitted (moved
+    to ``running``, numbered ``admitted``), and one that does not stops the line.
+
+    Returns ``(batch of (state, chunk), budget, free, admitted)`` as they are after it.
+    """
+    batch = []
+    for state in candidates:
+        if budget < 1 or len(batch) >= room:
+            break
+        chunk = min(state.target - state.cached, budget)
+        need = math.ceil((state.cached + chunk) / block_tokens) - state.blocks
+        if need > free:
+            if state in waiting:
+                break  # head of the line waits for blocks
+            continue
+        free -= need
+        state.blocks += need
+        if state in waiting:
+            waiting.remove(state)
+            running.append(state)
+            state.admitted = admitted
+            admitted += 1
+        batch.append((state, chunk))
+        budget -= chunk
+    return batch, budget, free, admitted
+
+
 @dataclass
 class ServeResult:
     """What serving the stream gave: per request, per iteration, and the counts."""
@@ -121,7 +151,7 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
         if not running and not waiting:
             now = pending[0].request.arrival_s
             continue
-        budget, batch_prefills, batch_decodes = token_budget, [], []
+        budget, batch_decodes = token_budget, []
         # 1. decodes, oldest first; a new block may preempt the latest admitted.
         for state in sorted(running, key=lambda s: s.admitted):
             if state not in running or not state.decoding or len(batch_decodes) >= max_batch or budget < 1:
@@ -138,24 +168,10 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
             batch_decodes.append(state)
             budget -= 1
         # 2. prefill chunks: running ones first, then admissions in the policy's order.
-        for state in [s for s in sorted(running, key=lambda s: s.admitted) if not s.decoding] + order(waiting):
-            if budget < 1 or len(batch_decodes) + len(batch_prefills) >= max_batch:
-                break
-            chunk = min(state.target - state.cached, budget)
-            need = blocks_for(state.cached + chunk) - state.blocks
-            if need > free:
-                if state in waiting:
-                    break  # head of the line waits for blocks
-                continue
-            free -= need
-            state.blocks += need
-            if state in waiting:
-                waiting.remove(state)
-                running.append(state)
-                state.admitted = admitted
-                admitted += 1
-            batch_prefills.append((state, chunk))
-            budget -= chunk
+        candidates = [s for s in sorted(running, key=lambda s: s.admitted) if not s.decoding] + order(waiting)
+        batch_prefills, budget, free, admitted = admit_chunks(
+            candidates, waiting, running, budget, max_batch - len(batch_decodes), free, block_tokens, admitted
+        )
         if not batch_prefills and not batch_decodes:
             if pending:
                 now = max(now, pending[0].request.arrival_s)
