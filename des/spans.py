@@ -54,11 +54,15 @@ class Trace:
     links : bool
         Whether link transfers are recorded (one span per chunk per hop: the bulk of a
         large trace).
+    steps : bool
+        Whether every step of a ring collective is recorded on its channel's row (one
+        span per rank, channel and step: most of a model's trace without links).
     """
 
-    def __init__(self, enabled: bool = True, links: bool = True) -> None:
+    def __init__(self, enabled: bool = True, links: bool = True, steps: bool = True) -> None:
         self.enabled = enabled
         self.links = enabled and links
+        self.steps = enabled and steps
         self.spans: list[Span] = []
 
     def add(self, device: str, resource: str, name: str, category: str, start_s: float, end_s: float,

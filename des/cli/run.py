@@ -75,6 +75,8 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
         help="communication library (default: the runtime's: graph -> trtllm, eager -> nccl)",
     )
     parser.add_argument("--layers", type=positive_int, metavar="K", help="simulate only K transformer layers (no embeddings or LM head)")
+    parser.add_argument("--steps", action="store_true",
+                        help="also trace every ring step of every channel (large: most of a model's spans)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--trace", type=output_path, metavar="FILE",
                         help="write a Chrome/Perfetto trace (JSON); comparing, FILE-<arch>.json for each")
@@ -182,12 +184,12 @@ def _each(specs: list, work, compare: bool) -> list:
     raise type(errors[0][1])(f"{broken}{also}")
 
 
-def _simulate(prepared, max_pieces: int | None):
+def _simulate(prepared, max_pieces: int | None, steps: bool = False):
     from des.progress import Progress
     from des.study.point import simulate_point
 
     with Progress(f"des run {prepared.spec.arch}", unit="tasks") as progress:
-        return simulate_point(prepared, progress=progress, max_piece_transfers=max_pieces)
+        return simulate_point(prepared, progress=progress, max_piece_transfers=max_pieces, steps=steps)
 
 
 def _files(point, trace_path: Path | None, gantt_path: Path | None) -> list:
@@ -225,7 +227,7 @@ def run_command(args: argparse.Namespace) -> int:
     # Build and check every point before simulating any: a point that does not fit
     # stops the command before anything runs.
     prepared = _each([(spec, spec) for spec in specs], prepare_point, compare)
-    points = _each([(p.spec, p) for p in prepared], lambda p: _simulate(p, args.max_pieces), compare)
+    points = _each([(p.spec, p) for p in prepared], lambda p: _simulate(p, args.max_pieces, args.steps), compare)
     if args.json:
         record = dict(points[-1].record)
         if compare:

@@ -435,7 +435,8 @@ class RingCollective(Collective):
                 if not read.processed:
                     yield read
             phase = "rs" if step < reduce_steps else "ag"
-            trace.add(rank, step_row, f"{self.name} {phase} step {step}", COLLECTIVE_STEP, step_start, env.now)
+            if trace.steps:
+                trace.add(rank, step_row, f"{self.name} {phase} step {step}", COLLECTIVE_STEP, step_start, env.now)
         # Done when the last step's pieces have all arrived here too.
         last = self.steps - 1
         event = self._wait(channel, position, last, self.pieces - 1)

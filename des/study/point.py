@@ -314,7 +314,8 @@ def prepare_point(spec: PointSpec) -> PreparedPoint:
 
 
 def simulate_point(
-    prepared: PreparedPoint, *, links: bool = False, progress: Any = None, max_piece_transfers: int | None = None
+    prepared: PreparedPoint, *, links: bool = False, steps: bool = False, progress: Any = None,
+    max_piece_transfers: int | None = None,
 ) -> PointResult:
     """Simulate a prepared point and summarise it.
 
@@ -323,8 +324,10 @@ def simulate_point(
     prepared : PreparedPoint
         From :func:`prepare_point`.
     links : bool
-        Also record one span per chunk per link hop (large). Kernels, launches,
-        collectives and their steps are always recorded: the metrics come from them.
+        Also record one span per chunk per link hop (large).
+    steps : bool
+        Also record every ring step of every channel and rank (most of a model's spans).
+        Kernels, launches and collectives are always recorded: the metrics come from them.
     progress : des.progress.Progress, optional
         Told of each task finished (a bar on a terminal).
     max_piece_transfers : int, optional
@@ -339,7 +342,7 @@ def simulate_point(
 
     wall_start = time.perf_counter()
     spec, system, workload, devices = prepared.spec, prepared.system, prepared.workload, prepared.devices
-    spans = Trace(enabled=True, links=links)
+    spans = Trace(enabled=True, links=links, steps=steps)
     profile = runtime_profile(spec.runtime)
     library = spec.comm_library or profile.comm_library
     engine = Engine(
@@ -386,6 +389,6 @@ def simulate_point(
     return PointResult(spec=spec, record=record, trace=spans, result=result, workload=workload)
 
 
-def run_point(spec: PointSpec, *, links: bool = False) -> PointResult:
+def run_point(spec: PointSpec, *, links: bool = False, steps: bool = False) -> PointResult:
     """:func:`prepare_point` then :func:`simulate_point`."""
-    return simulate_point(prepare_point(spec), links=links)
+    return simulate_point(prepare_point(spec), links=links, steps=steps)
