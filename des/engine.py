@@ -35,6 +35,7 @@ from des.comm import build, check_library, plan_call
 from des.errors import DesError, DoesNotFitError
 from des.faults import Fault, FaultError, FaultPlan, task_list
 from des.hardware import Network
+from des.memo import Isolation, Memo, replay_or_run, replayable, replayed
 from des.names import CATEGORY_OF_CLASS, LAUNCH, OTHER
 from des.runtime import LaunchFn
 from des.spans import Trace
@@ -125,6 +126,11 @@ class Engine:
         Simulate a graph of repeated layers only until it repeats exactly and write the
         rest out (:mod:`des.fastpath`); graphs that do not repeat, and runs with timed
         faults, are simulated in full either way.
+    memo : Memo or bool
+        Replay kernels and collectives that run alone from a recording of their first
+        such run (:mod:`des.memo`): ``True`` (default) a memo of this engine's own,
+        ``False`` none, or a :class:`~des.memo.Memo` shared by engines of one
+        configuration. Off when faults fall during the run.
     """
 
     def __init__(
@@ -141,6 +147,7 @@ class Engine:
         comm_launch_s: float | None = None,
         algorithm: str | None = None,
         fast_path: bool = False,
+        memo: Memo | bool = True,
     ) -> None:
         if execution not in ("wave", "tile"):
             raise DesError(f"execution must be 'wave' or 'tile', got {execution!r}")
@@ -148,6 +155,7 @@ class Engine:
                            faults=tuple(faults), max_piece_transfers=max_piece_transfers, comm_library=comm_library,
                            comm_launch_s=comm_launch_s, algorithm=algorithm)
         self.fast_path = fast_path
+        system_given = system
         self.fault_plan = FaultPlan(system, faults)
         self.system = system = self.fault_plan.system
         self.env = simpy.Environment()
@@ -160,6 +168,15 @@ class Engine:
         self.comm_library = check_library(comm_library) if comm_library is not None else None
         self.comm_launch_s = comm_launch_s
         self.algorithm = algorithm
+        if memo is True:
+            memo = Memo()
+        if memo is not False and not self.fault_plan.timed:
+            memo.bind(system_given, (tuple(faults), comm_library, comm_launch_s, algorithm, execution,
+                                                max_piece_transfers))
+            self.memo = memo
+        else:
+            self.memo = None
+        self._given["memo"] = self.memo if self.memo is not None else False
 
     # ----------------------------------------------------------------- elaborate
 
@@ -185,7 +202,18 @@ class Engine:
         if self.fast_path and not self.fault_plan.timed:
             from des.fastpath import run_repeated
 
-            fields, simulated = run_repeated(graph, lambda trace: Engine(trace=trace, **self._given), self.trace)
+            forks = []
+
+            def make_engine(trace):
+                # Each run starts from this engine's memo, so their event counts compare.
+                memo = self.memo.fork() if self.memo is not None else False
+                forks.append(memo)
+                return Engine(trace=trace, **{**self._given, "memo": memo})
+
+            fields, simulated = run_repeated(graph, make_engine, self.trace)
+            for memo in forks:
+                if memo is not False:
+                    self.memo.absorb(memo)
             if fields is not None:
                 if self.progress is not None:
                     self.progress.start(1)
@@ -199,6 +227,8 @@ class Engine:
         ends: dict[str, float] = {}
         collectives: dict[str, CollectiveResult] = {}
         last_in_stream: dict[tuple[str, str], str] = {}
+        stream_tasks: dict[tuple[str, str], list[str]] = {}
+        all_waits: dict[str, list[str]] = {}
         prepared = []
         for task in graph:
             if isinstance(task, KernelTask):
@@ -219,7 +249,11 @@ class Engine:
                 if previous is not None and previous not in waits:
                     waits.append(previous)
                 last_in_stream[key] = task.name
+                stream_tasks.setdefault(key, []).append(task.name)
+            all_waits[task.name] = waits
             prepared.append((task, work, waits))
+        self._isolation = (Isolation(self.network, graph, all_waits, stream_tasks, ends)
+                           if self.memo is not None else None)
         if self.progress is not None:
             self.progress.start(
                 sum(1 if isinstance(task, KernelTask) else work.piece_transfers for task, work, _waits in prepared)
@@ -303,7 +337,7 @@ class Engine:
         if isinstance(task, CollectiveTask):
             # Inline, so the ranks ask for their compute units at this instant,
             # ahead of kernels that became ready later in graph order.
-            result = yield from work.run()
+            result = yield from self._collective(task, work)
             plan = work.plan
             collectives[task.name] = dataclasses.replace(
                 result,
@@ -318,15 +352,53 @@ class Engine:
         ends[task.name] = env.now
         done.succeed()
 
+    def _collective(self, task: CollectiveTask, work):
+        """Run a collective, or replay it when it runs alone and has run alone before
+        (:mod:`des.memo`)."""
+        if self.memo is None:
+            return (yield from work.run())
+        trace = self.trace
+        base = ("collective", task.kind, tuple(task.group), task.stream, task.matrix, trace.enabled, trace.links,
+                trace.steps)
+        plan = work.plan
+        family = (*base, plan.library, plan.algorithm, plan.protocol, plan.channels, work.piece_transfers)
+        return (yield from replay_or_run(self.memo, self._isolation, trace, self.progress, (*base, task.nbytes),
+                                         task.name, tuple(task.group), work.run, work.piece_transfers,
+                                         family=family, size=task.nbytes))
+
     def _kernel(self, task: KernelTask, schedule, launch_s: float):
         env = self.env
         device = self.network.devices[task.device]
         trace = self.trace
+        category = task.category or CATEGORY_OF_CLASS.get(schedule.op_class, OTHER)
+        key = ("kernel", id(device.spec), id(schedule), self.execution)
+        group = (task.device,)
         if launch_s > 0:
             launch_start = env.now
+            recording = replayable(self.memo, self._isolation, key, task.name, group)
+            if recording is not None:
+                # Alone already: nothing can reach the device before it ends, so the
+                # launch and the recorded run are one wait.
+                yield env.timeout(launch_s + recording.duration_s)
+                start = launch_start + launch_s
+                replayed(self.memo, self.network, key, group, recording)
+                trace.add(task.device, task.stream, f"launch {task.name}", LAUNCH, launch_start, start)
+                trace.add(task.device, task.stream, task.name, category, start, env.now)
+                return
             yield env.timeout(launch_s)
             trace.add(task.device, task.stream, f"launch {task.name}", LAUNCH, launch_start, env.now)
         start = env.now
+        if self.memo is None:
+            yield from self._rounds(device, schedule)
+        else:
+            # A kernel alone on its device runs the same every time (des.memo).
+            yield from replay_or_run(self.memo, self._isolation, trace, None, key, task.name, group,
+                                     lambda: self._rounds(device, schedule), refs=(device.spec, schedule))
+        trace.add(task.device, task.stream, task.name, category, start, env.now)
+
+    def _rounds(self, device, schedule):
+        """Generator: the kernel's tile groups on the device's units and DRAM."""
+        env = self.env
         compute = device.compute
         dram = device.dram
         for group in schedule.groups:
@@ -351,8 +423,6 @@ class Engine:
                     yield moved
                 compute.release(granted)
                 left -= tiles
-        category = task.category or CATEGORY_OF_CLASS.get(schedule.op_class, OTHER)
-        trace.add(task.device, task.stream, task.name, category, start, env.now)
 
     def _tiles(self, device, group):
         """One wave as one process per tile, each on one unit with its share of bytes."""

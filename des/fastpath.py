@@ -78,7 +78,7 @@ def find_repetition(graph: TaskGraph, min_layers: int) -> Repetition | None:
         if not order or task.layer != order[-1]:
             order.append(task.layer)
         layers.setdefault(task.layer, []).append(task)
-    if not layers or order != list(range(1, len(order) + 1)):
+    if len(order) < min_layers or order != list(range(1, len(order) + 1)):
         return None
     index = {task.name: i for members in layers.values() for i, task in enumerate(members)}
     pre_names = {task.name for task in pre}
@@ -276,7 +276,7 @@ def run_repeated(graph: TaskGraph, make_engine, trace: Trace):
             break
         runs = []
         for layers in (keep, keep + 1):
-            sub_trace = Trace(enabled=True, links=trace.links)
+            sub_trace = Trace(enabled=True, links=trace.links, steps=trace.steps)
             runs.append(make_engine(sub_trace).run(truncated(rep, layers)))
             simulated += runs[-1].events
         result = expand(graph, rep, keep, runs[0], runs[1], trace)

@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("des.collectives",),
     ("des.comm",),
     ("des.faults",),
-    ("des.engine", "des.fastpath"),
+    ("des.engine", "des.fastpath", "des.memo"),
     ("des.trace", "des.metrics", "des.plot", "des.plot_topology"),
     ("des.study", "des.validate", "des.calibrate"),
     ("des.sweep", "des.serve"),
