@@ -15,6 +15,7 @@ know to ask again.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 import networkx as nx
@@ -122,14 +123,24 @@ class Network:
                 raise DesError(f"system '{self.system.name}' has no node '{node}'")
         if src == dst:
             raise DesError(f"a route needs two different nodes, got {src} twice")
+        shared = None
+        if not self._graph_is_own:
+            # The system's own graph never changes: its paths serve every network on it.
+            shared = _SHARED_PATHS.setdefault(graph, {})
+            path = shared.get((src, dst))
+            if path is not None:
+                return path
         try:
             # Hop count dominates (latencies are far below one second); ties go to the
             # lower total latency, then to networkx's deterministic search order.
-            return nx.dijkstra_path(graph, src, dst, weight=_hop_then_latency)
+            path = nx.dijkstra_path(graph, src, dst, weight=_hop_then_latency)
         except nx.NetworkXNoPath:
             raise DesError(
                 f"system '{self.system.name}': no path from {src} to {dst} (the topology is disconnected)"
             ) from None
+        if shared is not None:
+            shared[(src, dst)] = path
+        return path
 
     def invalidate_routes(self) -> None:
         """Forget cached routes (after the graph changed)."""
@@ -180,6 +191,10 @@ class Network:
             if link is not None:
                 link.bandwidth_bytes_per_s *= factor
         self.invalidate_routes()
+
+
+#: Fewest-hop paths of every system graph still in use, by (source, destination).
+_SHARED_PATHS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _hop_then_latency(_u: str, _v: str, attrs: dict) -> float:

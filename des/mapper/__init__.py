@@ -165,6 +165,11 @@ def schedule_for(
     DesError
         As :func:`search_schedule`.
     """
+    quick = params is None and use_cache
+    if quick:
+        schedule = cache.identity_get(device, operator)
+        if schedule is not None:
+            return schedule, ScheduleInfo(0.0, True, "memory")
     params = params or _params_of(device, operator)
     _check_device(device)
     if not callable(getattr(operator, "key", None)):
@@ -177,10 +182,14 @@ def schedule_for(
     key = cache.cache_key(device, operator, params)
     schedule = cache.memory_get(key)
     if schedule is not None:
+        if quick:
+            cache.identity_put(device, operator, schedule)
         return schedule, ScheduleInfo(0.0, True, "memory")
     schedule = cache.disk_get(key)
     if schedule is not None:
         cache.memory_put(key, schedule)
+        if quick:
+            cache.identity_put(device, operator, schedule)
         return schedule, ScheduleInfo(0.0, True, "disk")
     _import_numpy()
     start = time.perf_counter()
@@ -188,4 +197,6 @@ def schedule_for(
     search_s = time.perf_counter() - start
     cache.memory_put(key, schedule)
     cache.disk_put(key, schedule)
+    if quick:
+        cache.identity_put(device, operator, schedule)
     return schedule, ScheduleInfo(search_s, False, "search")

@@ -39,6 +39,10 @@ CACHE_ENV = "DES_CACHE_DIR"
 FILE_FORMAT = 1
 
 _MEMORY: dict[str, TileSchedule] = {}
+#: The same device object and operator asked again (a model asks for a few thousand
+#: times): ``(id(device), operator) -> (device, schedule)``, found without the digest.
+_BY_IDENTITY: dict[tuple[int, Any], tuple[DeviceSpec, TileSchedule]] = {}
+_BY_IDENTITY_LIMIT = 65536
 _WARNED_DIRS: set[str] = set()
 
 
@@ -60,20 +64,42 @@ def cache_key(device: DeviceSpec, operator: Any, params: MapperParams) -> str:
 def _cache_key(device: DeviceSpec, operator_key: str, dtype: str, params: MapperParams) -> str:
     # Memoised: a whole model asks for the same few operators thousands of times, and
     # the digest (two dataclass walks, JSON, SHA-256) was a tenth of a model's run.
+    # The device's and the parameters' parts are memoised apart (a serving run asks
+    # for thousands of shapes on one device).
     payload = {
-        "device": dataclasses.asdict(device),
+        "device": _json_part(device),
         "operator": operator_key,
         "dtype": dtype,
         "mapper_version": MAPPER_VERSION,
-        "params": params.as_dict(),
+        "params": _json_part(params),
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@functools.lru_cache(maxsize=256)
+def _json_part(spec: Any) -> Any:
+    """A frozen dataclass as plain data (the same object each time: treat as read-only)."""
+    return spec.as_dict() if isinstance(spec, MapperParams) else dataclasses.asdict(spec)
+
+
 def clear_memory_cache() -> None:
     """Forget every schedule held in memory (the disk cache is untouched)."""
     _MEMORY.clear()
+    _BY_IDENTITY.clear()
+
+
+def identity_get(device: DeviceSpec, operator: Any) -> TileSchedule | None:
+    """The schedule found before for this very device object and an equal operator."""
+    hit = _BY_IDENTITY.get((id(device), operator))
+    return hit[1] if hit is not None and hit[0] is device else None
+
+
+def identity_put(device: DeviceSpec, operator: Any, schedule: TileSchedule) -> None:
+    """Remember ``schedule`` for this device object and operator (bounded)."""
+    if len(_BY_IDENTITY) >= _BY_IDENTITY_LIMIT:
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[(id(device), operator)] = (device, schedule)
 
 
 def memory_get(key: str) -> TileSchedule | None:
