@@ -173,3 +173,91 @@ def test_des_serve_disaggregated(capsys):
     code, _out, err = call(capsys, "serve", "--system", "dgx-h100", "--model", "llama-3-8b", "--rate", "20",
                            "--requests", "4", "--disaggregate", "6:6")
     assert code == 2 and "needs 12 devices" in err
+
+
+def test_one_request_on_an_idle_system_is_des_run_prefill_then_decode_steps():
+    from des.study import PointSpec, run_point
+    from des.study.iteration import IterationCost
+
+    common = dict(system="dgx-a100", model="llama-3-8b", arch="standard", tp=2)
+    prefill = run_point(PointSpec(**common, seq=512, phase="prefill")).record["latency_s"]
+    # The first decode attends over the prompt and its own token, the second one more.
+    steps = [run_point(PointSpec(**common, batch=1, kv_len=kv, phase="decode")).record["latency_s"] for kv in (513, 514)]
+    for exact, rel in ((True, 1e-9), (False, 1e-3)):
+        cost = IterationCost("dgx-a100", "llama-3-8b", 2, exact=exact)
+        result = serve([Request(0, 0.0, 512, 3)], cost.cost_s, kv_blocks=1000, block_tokens=16)
+        (row,) = per_request(result)
+        assert row["ttft_s"] == pytest.approx(prefill, rel=rel)  # no scheduler overhead by default
+        assert [it["seconds"] for it in result.iterations[1:]] == pytest.approx(steps, rel=rel)
+        assert row["e2e_s"] == pytest.approx(prefill + sum(steps), rel=rel)
+
+
+def test_littles_law_holds_on_a_long_stable_run():
+    rate = 50.0
+    requests = generate(400, rate, "100-400", "20-60", seed=11)
+    result = serve(requests, linear_cost, kv_blocks=100000, block_tokens=16)
+    rows = per_request(result)
+    # Requests in the system, integrated over time, against the sum of their latencies:
+    # equal but for the part of an iteration a request arrives into (counted from the
+    # next one), so at most one iteration per request.
+    area = sum(it["in_system"] * it["seconds"] for it in result.iterations)
+    latencies = sum(r["e2e_s"] for r in rows)
+    longest = max(it["seconds"] for it in result.iterations)
+    assert 0.0 <= latencies - area <= len(rows) * longest
+    makespan = summary(result)["makespan_s"]
+    mean_in_flight, mean_latency = area / makespan, latencies / len(rows)
+    assert mean_in_flight == pytest.approx(rate * mean_latency, rel=0.1)  # the finite run's Poisson noise
+
+
+def test_throughput_saturates_at_the_batch_limit():
+    # Decode-bound requests; an iteration of B decodes costs FIXED_S + DECODE_S whatever B.
+    bound = 8 / (FIXED_S + DECODE_S)
+    throughput = {}
+    for rate in (1e3, 1e4):
+        result = serve(generate(200, rate, "16", "200", seed=1), linear_cost, kv_blocks=100000, block_tokens=16,
+                       max_batch=8)
+        assert max(it["batch"] for it in result.iterations) == 8
+        throughput[rate] = summary(result)["throughput_tokens_per_s"]
+    assert throughput[1e3] <= bound and throughput[1e3] == pytest.approx(bound, rel=0.02)
+    assert throughput[1e4] == pytest.approx(throughput[1e3], rel=0.005)
+
+
+def test_a_kv_cache_too_small_for_one_request_is_a_clear_error(capsys):
+    with pytest.raises(DesError, match="a request of 1100 tokens needs 69 KV blocks; the cache holds 68"):
+        serve([Request(0, 0.0, 1000, 100)], linear_cost, kv_blocks=68, block_tokens=16)
+    code, _out, err = call(capsys, "serve", "--model", "llama-3-8b", "--tp", "2", "--rate", "5", "--requests", "2",
+                           "--prompt-tokens", "1000", "--output-tokens", "100", "--kv-blocks", "10")
+    assert code == 2 and "needs 69 KV blocks" in err and err.count("\n") == 1
+
+
+def test_preemption_happens_exactly_when_the_blocks_run_out():
+    # Two requests of 64 + 100 tokens hold at most 163 cached tokens each: 11 blocks of 16.
+    requests = [Request(0, 0.0, 64, 100), Request(1, 0.0, 64, 100)]
+    assert serve(requests, linear_cost, kv_blocks=22, block_tokens=16).preemptions == 0
+    result = serve(requests, linear_cost, kv_blocks=21, block_tokens=16)
+    preempted = [i for i, it in enumerate(result.iterations) if it["preempted"]]
+    # Both are prefilled in iteration 0 (64 cached each) and then decode in step; the
+    # 11th blocks are needed when 160 are cached, at decode 97: one of them gets the last
+    # free block, the other preempts the later admitted (itself: it goes back to wait).
+    assert preempted[0] == 97
+    assert result.iterations[96]["kv_blocks_used"] == 20 and result.iterations[97]["preempted"] == 1
+    assert all(it["kv_blocks_used"] <= 21 for it in result.iterations)
+
+
+def test_same_seed_same_tables_byte_for_byte(tmp_path, capsys):
+    argv = ["serve", "--model", "llama-3-8b", "--tp", "2", "--rate", "30", "--requests", "6", "--prompt-tokens",
+            "128-256", "--output-tokens", "4-8", "--seed", "4"]
+    for name in ("a", "b"):
+        code, _out, err = call(capsys, *argv, "--out", str(tmp_path / name))
+        assert code == 0, err
+    for table in ("requests.csv", "iterations.csv"):
+        assert (tmp_path / "a" / table).read_bytes() == (tmp_path / "b" / table).read_bytes()
+
+
+def test_a_trace_with_a_bad_row_is_one_line_naming_it(tmp_path, capsys):
+    path = tmp_path / "trace.csv"
+    path.write_text("arrival_s,prompt_tokens,output_tokens\n0.5,100,10\n0.7,lots,10\n")
+    with pytest.raises(DesError, match="line 3"):
+        read_trace(path)
+    code, _out, err = call(capsys, "serve", "--model", "llama-3-8b", "--tp", "2", "--trace-csv", str(path))
+    assert code == 2 and f"{path}: line 3" in err and err.count("\n") == 1 and "Traceback" not in err

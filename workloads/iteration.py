@@ -16,6 +16,8 @@ that graph with the builders of :mod:`workloads.transformer`:
   the prefills whose chunk ends their prompt.
 
 Dense models only (the mixture of experts' routing per iteration is not built here).
+The Kraken model's head first gathers and projects its sub-layers' outputs, as in
+:mod:`workloads.transformer`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from des.taskgraph import TaskGraph
 from workloads.kraken_rule import KrakenRule
 from workloads.shapes import shapes_for
 from workloads.transformer import Deps, _built_model, _GraphBuilder
+
+#: Architectures whose serving iterations are built.
+ITERATION_ARCHS = ("standard", "parallel", "ladder", "kraken")
 
 
 class _IterationBuilder(_GraphBuilder):
@@ -55,6 +60,10 @@ class _IterationBuilder(_GraphBuilder):
 
     def head(self, x: Deps, arch: str) -> Deps:
         s = self.s
+        if arch == "kraken":
+            # Kraken's sub-layers end with their outputs gathered and projected.
+            gathered = self.collective("head", "gather", "allgather", s.tp * s.residual_bytes, x or [])
+            x = self.kernel("head", "proj", "proj", Matmul(s.rows, s.tp * s.width, s.width, self.dtype), gathered)
         ln = self.layernorm("head", "lnf", x)
         op = Matmul(self.emitting, s.width, s.vocab_per_device, self.dtype)
         logits = self.kernel("head", "lm_head", "lm_head", op, ln, category="lm_head")
@@ -71,10 +80,11 @@ def build_iteration(model: Any, arch: str, tp: int, devices: tuple[str, ...], pr
     ----------
     model : ModelSpec
         A dense model.
-    arch : {"standard", "parallel", "ladder"}
-        Architecture (Kraken's sub-layers are built from the model apart).
+    arch : {"standard", "parallel", "ladder", "kraken"}
+        Architecture (``kraken``: the Kraken model derived from ``model`` at degree ``tp``,
+        as :func:`workloads.build_workload` derives it).
     tp : int
-        Tensor parallelism over ``devices``.
+        Tensor parallelism over ``devices`` (the Kraken degree).
     prefills : sequence of (chunk, past)
         Prefill chunks: tokens computed now, and tokens of the prompt already cached.
     decodes, decode_kv : int
@@ -90,12 +100,12 @@ def build_iteration(model: Any, arch: str, tp: int, devices: tuple[str, ...], pr
     Raises
     ------
     DesError
-        For an empty iteration, a mixture of experts or the Kraken architecture.
+        For an empty iteration, a mixture of experts or an unknown architecture.
     """
     if model.moe is not None:
         raise DesError(f"serving iterations are built for dense models; '{model.name}' has experts")
-    if arch not in ("standard", "parallel", "ladder"):
-        raise DesError(f"serving iterations are built for standard, parallel and ladder, not {arch}")
+    if arch not in ITERATION_ARCHS:
+        raise DesError(f"serving iterations are built for {', '.join(ITERATION_ARCHS)}, not {arch}")
     tokens = sum(chunk for chunk, _past in prefills) + decodes
     if tokens <= 0 or emitting <= 0:
         raise DesError("a serving iteration needs at least one token")

@@ -21,7 +21,8 @@ from typing import Any
 from des.cli.args import positive_int
 
 REQUEST_COLUMNS = ["id", "arrival_s", "prompt_tokens", "output_tokens", "ttft_s", "tpot_s", "e2e_s", "preemptions"]
-ITERATION_COLUMNS = ["end_s", "seconds", "prefill_tokens", "decodes", "batch", "kv_blocks_used", "kv_occupancy", "waiting"]
+ITERATION_COLUMNS = ["end_s", "seconds", "prefill_tokens", "decodes", "batch", "kv_blocks_used", "kv_occupancy", "waiting",
+                     "in_system", "preempted"]
 
 
 def add_command(commands: Any) -> argparse.ArgumentParser:

@@ -31,7 +31,7 @@ from des.serve.requests import Request
 POLICIES = ("fcfs", "sjf")
 
 
-@dataclass
+@dataclass(eq=False)  # a request's state is itself: lists of them are searched by identity
 class _State:
     request: Request
     admitted: int = -1            # admission order (preemption picks the latest)
@@ -152,6 +152,7 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
             now = pending[0].request.arrival_s
             continue
         budget, batch_decodes = token_budget, []
+        in_system, preempted = len(running) + len(waiting), result.preemptions
         # 1. decodes, oldest first; a new block may preempt the latest admitted.
         for state in sorted(running, key=lambda s: s.admitted):
             if state not in running or not state.decoding or len(batch_decodes) >= max_batch or budget < 1:
@@ -202,6 +203,6 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
             "end_s": now, "seconds": seconds, "prefill_tokens": sum(c for _s, c in batch_prefills),
             "decodes": len(batch_decodes), "batch": len(batch_prefills) + len(batch_decodes),
             "kv_blocks_used": kv_blocks - free, "kv_occupancy": (kv_blocks - free) / kv_blocks,
-            "waiting": len(waiting),
+            "waiting": len(waiting), "in_system": in_system, "preempted": result.preemptions - preempted,
         })
     return result
