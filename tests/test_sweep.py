@@ -344,3 +344,50 @@ def test_parquet_copy_when_pyarrow_is_installed(tmp_path, capsys):
     table = pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert [row["latency_s"] for row in table] == [float(r["latency_s"]) for r in rows(out)]
     assert "out.parquet" in stdout
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def test_a_serving_sweep_runs_des_serve_at_each_point(tmp_path, capsys):
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump({
+        "base": {"system": "dgx-h100", "model": "llama-3-8b", "tp": 2},
+        "serve": {"requests": 5, "prompt_tokens": "64-128", "output_tokens": "3-6", "seed": 2},
+        "axes": {"serve.rate": [10, 40]},
+    }))
+    out = tmp_path / "serve.csv"
+    code, _stdout, err = sweep(capsys, path, "--out", out, "--jobs", "1")
+    assert code == 0, err
+    table = rows(out)
+    assert [r["serve.rate"] for r in table] == ["10", "40"] and all(r["status"] == "ok" for r in table)
+    for row in table:
+        code = main(["serve", "--system", "dgx-h100", "--model", "llama-3-8b", "--tp", "2", "--rate", row["serve.rate"],
+                     "--requests", "5", "--prompt-tokens", "64-128", "--output-tokens", "3-6", "--seed", "2", "--json"])
+        record = json.loads(capsys.readouterr()[0])
+        assert code == 0
+        assert float(row["ttft_s_p99"]) == record["ttft_s"]["p99"] and float(row["tpot_s_mean"]) == record["tpot_s"]["mean"]
+        assert float(row["throughput_tokens_per_s"]) == record["throughput_tokens_per_s"]
+    pool = tmp_path / "pool.csv"
+    assert sweep(capsys, path, "--out", pool, "--jobs", "2")[0] == 0
+    assert without_wall(rows(pool)) == without_wall(table)
+
+
+@pytest.mark.parametrize(("document", "expected"), [
+    ({"serve": {"requests": 5}, "axes": {"tp": [2]}}, "point 0 (run.tp=2): a serving point needs serve.rate"),
+    ({"serve": {"rate": -1, "requests": 5}, "axes": {"tp": [2]}}, "serve.rate must be a positive number"),
+    ({"serve": {"requests": 5}, "axes": {"serve.rat": [1]}}, "did you mean 'serve.rate'"),
+    ({"serve": {"rate": 1, "requests": 5, "scheduler": "lifo"}, "axes": {"tp": [2]}}, "allowed: fcfs, sjf"),
+])
+def test_bad_serving_sweep_is_one_line(tmp_path, capsys, document, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"base": {"system": "dgx-h100", "model": "llama-3-8b"}, **document}))
+    code, _out, err = sweep(capsys, path, "--dry-run")
+    assert code == 2 and expected in err and err.count("\n") == 1, err
+
+
+def test_example_serving_sweep_is_valid(capsys):
+    example = Path(__file__).resolve().parents[1] / "scripts" / "sweeps" / "serving.yaml"
+    code, stdout, err = sweep(capsys, example, "--dry-run")
+    assert code == 0, err
+    assert "8 points" in stdout

@@ -81,12 +81,12 @@ def sweep_command(args: argparse.Namespace) -> int:
     from des.study import PointSpec
     from des.sweep.check import point_specs
     from des.sweep.output import (
-        PARAM_COLUMNS,
-        RESULT_COLUMNS,
         cell,
         columns,
+        param_columns,
         read_done,
         result_cells,
+        result_columns,
         write_parquet,
     )
     from des.sweep.runner import check_address, run_points
@@ -115,18 +115,23 @@ def sweep_command(args: argparse.Namespace) -> int:
     if not pending:
         print(f"0 points run: all {len(kept)} points are already in {out}, left as it was")
         return 0
-    defaults = {name: getattr(PointSpec(), name) for name in PARAM_COLUMNS}
+    from des.serve.point import SERVE_DEFAULTS
+
+    params_of, results_of = param_columns(sweep), result_columns(sweep)
+    defaults = {name: getattr(PointSpec(), name) for name in params_of if "." not in name}
+    defaults.update({f"serve.{name}": value for name, value in SERVE_DEFAULTS.items()})
     table = _LazyTable(out, sweep, header, kept, [p.index for p in pending])
     counts = {"ok": 0, "error": 0}
 
     def on_result(position: int, result: dict[str, Any]) -> None:
         point = pending[position]
         # The tokens as the phase uses them: decode ignores seq (PointSpec.tokens).
-        params = {**defaults, **point.run, **specs[point.index].tokens}
-        row = [point.index, *point.values, result["status"], result["error"], *(params[n] for n in PARAM_COLUMNS)]
+        params = {**defaults, **point.run, **specs[point.index].tokens,
+                  **{f"serve.{name}": value for name, value in point.serve}}
+        row = [point.index, *point.values, result["status"], result["error"], *(params[n] for n in params_of)]
         record = result["record"]
         metrics = result_cells(record) if record is not None else {}
-        row += [metrics.get(name) for name in RESULT_COLUMNS]
+        row += [metrics.get(name) for name in results_of]
         row.append(result["wall_s"])
         table.add(point.index, [cell(v) for v in row])
         counts[result["status"]] += 1

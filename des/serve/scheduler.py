@@ -20,6 +20,7 @@ A request finishes when it has generated its output tokens; its blocks are freed
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,16 +113,22 @@ class ServeResult:
 
 
 def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_tokens: int, token_budget: int = 2048,
-          max_batch: int = 256, policy: str = "fcfs", progress=None) -> ServeResult:
+          max_batch: int = 256, policy: str = "fcfs", progress=None, stages: int = 1) -> ServeResult:
     """Serve ``requests`` (by arrival) with ``kv_blocks`` blocks of ``block_tokens``.
 
     ``cost_s(prefills, decodes, decode_kv, emitting)`` gives an iteration's seconds
-    (:meth:`des.study.iteration.IterationCost.cost_s`).
+    (:meth:`des.study.iteration.IterationCost.cost_s`), or with ``stages`` pipeline
+    stages the seconds of each stage in order. A pipeline is kept full as vLLM keeps it:
+    ``stages`` virtual engines, each with its own running requests and its own batch
+    loop, share the waiting queue and the KV blocks; an engine's iteration passes the
+    stages in order, each stage working on one iteration at a time (first come, first
+    served), and the engine schedules its next iteration when its last one has left the
+    last stage (it needs the tokens sampled there). One stage is the plain loop.
     """
     if policy not in POLICIES:
         raise DesError(f"unknown scheduler {policy!r}; known: {', '.join(POLICIES)}")
-    if token_budget < 1 or max_batch < 1:
-        raise DesError("--token-budget and --max-batch must be at least 1")
+    if token_budget < 1 or max_batch < 1 or stages < 1:
+        raise DesError("--token-budget, --max-batch and the pipeline stages must be at least 1")
     states = [_State(r) for r in sorted(requests, key=lambda r: (r.arrival_s, r.id))]
     largest = max(r.prompt_tokens + r.output_tokens for r in requests)
     if math.ceil(largest / block_tokens) > kv_blocks:
@@ -129,9 +136,11 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
                        f"the cache holds {kv_blocks}")
     pending = list(states)  # not yet arrived, by arrival
     waiting: list[_State] = []
-    running: list[_State] = []
+    engines: list[list[_State]] = [[] for _ in range(stages)]  # each virtual engine's running requests
+    ready = [0.0] * stages        # when each engine may schedule again
+    stage_free = [0.0] * stages   # when each stage finishes what it was given
+    releases: list[tuple[float, int]] = []  # blocks of finished requests, freed when they finish
     free = kv_blocks
-    now = 0.0
     admitted = 0
     result = ServeResult(states, kv_blocks=kv_blocks)
 
@@ -146,13 +155,21 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
 
     done = 0
     while done < len(states):
+        engine = min(range(stages), key=lambda k: (ready[k], k))
+        now = ready[engine]
+        running = engines[engine]
+        while releases and releases[0][0] <= now:
+            free += heapq.heappop(releases)[1]
         while pending and pending[0].request.arrival_s <= now:
             waiting.append(pending.pop(0))
         if not running and not waiting:
-            now = pending[0].request.arrival_s
+            # Idle until the next arrival, or until another engine's iteration ends.
+            later = [t for t in (*ready, *(r[0] for r in releases)) if t > now]
+            ready[engine] = min(([pending[0].request.arrival_s] if pending else []) + later, default=math.inf)
             continue
         budget, batch_decodes = token_budget, []
-        in_system, preempted = len(running) + len(waiting), result.preemptions
+        in_system = sum(map(len, engines)) + len(waiting)
+        preempted = result.preemptions
         # 1. decodes, oldest first; a new block may preempt the latest admitted.
         for state in sorted(running, key=lambda s: s.admitted):
             if state not in running or not state.decoding or len(batch_decodes) >= max_batch or budget < 1:
@@ -174,15 +191,23 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
             candidates, waiting, running, budget, max_batch - len(batch_decodes), free, block_tokens, admitted
         )
         if not batch_prefills and not batch_decodes:
-            if pending:
-                now = max(now, pending[0].request.arrival_s)
+            later = [t for t in (*ready, *(r[0] for r in releases)) if t > now]
+            if pending or later:
+                ready[engine] = min(([pending[0].request.arrival_s] if pending else []) + later)
                 continue
             raise DesError("the KV cache cannot hold the next request's first chunk beside the running ones")
         finishing = [s for s, chunk in batch_prefills if s.cached + chunk >= s.target]
         decode_kv = (sum(s.cached + 1 for s in batch_decodes) / len(batch_decodes)) if batch_decodes else 0
-        seconds = cost_s([(chunk, s.cached) for s, chunk in batch_prefills], len(batch_decodes),
-                         int(round(decode_kv)), len(batch_decodes) + len(finishing))
-        now += seconds
+        cost = cost_s([(chunk, s.cached) for s, chunk in batch_prefills], len(batch_decodes),
+                      int(round(decode_kv)), len(batch_decodes) + len(finishing))
+        per_stage = cost if isinstance(cost, (list, tuple)) else (cost,)
+        if len(per_stage) != stages:
+            raise DesError(f"the iteration cost gives {len(per_stage)} stage times for a pipeline of {stages}")
+        end = now
+        for stage, seconds in enumerate(per_stage):
+            end = max(end, stage_free[stage]) + seconds
+            stage_free[stage] = end
+        ready[engine] = end
         for state, chunk in batch_prefills:
             state.cached += chunk
         for state in batch_decodes:
@@ -190,19 +215,22 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
         for state in batch_decodes + finishing:
             state.generated += 1
             if state.first_token_s is None:
-                state.first_token_s = now
+                state.first_token_s = end
             if state.generated >= state.request.output_tokens:
-                state.finish_s = now
+                state.finish_s = end
                 running.remove(state)
-                free += state.blocks
+                heapq.heappush(releases, (end, state.blocks))
                 state.blocks = 0
                 done += 1
                 if progress is not None:
                     progress.advance()
+        used = kv_blocks - free
         result.iterations.append({
-            "end_s": now, "seconds": seconds, "prefill_tokens": sum(c for _s, c in batch_prefills),
+            "end_s": end, "seconds": end - now, "prefill_tokens": sum(c for _s, c in batch_prefills),
             "decodes": len(batch_decodes), "batch": len(batch_prefills) + len(batch_decodes),
-            "kv_blocks_used": kv_blocks - free, "kv_occupancy": (kv_blocks - free) / kv_blocks,
+            "kv_blocks_used": used, "kv_occupancy": used / kv_blocks,
             "waiting": len(waiting), "in_system": in_system, "preempted": result.preemptions - preempted,
         })
+    if stages > 1:
+        result.iterations.sort(key=lambda it: it["end_s"])
     return result

@@ -76,6 +76,9 @@ class PointSpec:
     system_overrides: tuple[tuple[str, Any], ...] = ()
     #: The same for the model's YAML mapping, e.g. ``("hidden", 4096)``.
     model_overrides: tuple[tuple[str, Any], ...] = ()
+    #: ``(option, value)`` pairs of a serving point (a sweep's ``serve`` section,
+    #: :mod:`des.serve.point`); empty for a ``des run`` point.
+    serve: tuple[tuple[str, Any], ...] = ()
 
     def check(self) -> None:
         """The phase and KV-length rule: decode needs ``kv_len``, prefill refuses it.

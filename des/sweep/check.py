@@ -45,6 +45,7 @@ def point_spec(point: SweepPoint, sweep: SweepSpec) -> PointSpec:
         **run_options(point, sweep.base_dir),
         system_overrides=tuple(point.system_overrides),
         model_overrides=tuple(point.model_overrides),
+        serve=tuple(point.serve),
     )
 
 
@@ -82,6 +83,10 @@ def point_specs(sweep: SweepSpec) -> list[PointSpec]:
         spec = point_spec(point, sweep)
         try:
             checker.check(spec)
+            if sweep.serving:
+                from des.serve.point import serve_options
+
+                serve_options(spec.serve)  # a stream needs its rate and its count
         except DesError as exc:
             values = ", ".join(f"{p}={v!r}" for p, v in zip(sweep.axis_paths, point.values, strict=True))
             raise DesError(f"{sweep.source}: point {point.index} ({values}): {exc}") from None

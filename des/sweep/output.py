@@ -19,6 +19,12 @@ The columns, in this order:
 - ``wall_s``: the point's wall time, the only column that differs between two runs of
   the same sweep.
 
+A serving sweep (a ``serve`` section) writes instead the point's ``system``, ``model``,
+``arch``, ``tp``, ``runtime`` and every ``serve.<option>``, then :data:`SERVE_RESULT_COLUMNS`:
+TTFT, TPOT and end-to-end latency percentiles and means, throughput, goodput,
+preemptions, iterations, mean batch, peak KV occupancy, and the iterations simulated,
+cache hits and events of the point's own run.
+
 Floats are written with :func:`repr`, so they read back bit for bit; a missing value
 (``layers`` of a whole model, the metrics of a failed point) is an empty cell.
 
@@ -58,15 +64,36 @@ RESULT_COLUMNS = (
     "tasks",
     "events",
 )
+#: A serving sweep's options written for every point, and its result columns.
+SERVE_PARAM_COLUMNS = ("system", "model", "arch", "tp", "runtime")
+SERVE_RESULT_COLUMNS = (
+    *(f"{metric}_{stat}" for metric in ("ttft_s", "tpot_s", "e2e_s") for stat in ("p50", "p90", "p99", "mean")),
+    "throughput_requests_per_s", "throughput_tokens_per_s", "goodput_requests_per_s", "preemptions", "iterations",
+    "batch_mean", "kv_occupancy_peak", "iterations_simulated", "iteration_cache_hits", "events_simulated",
+)
 #: The timing column (differs run to run).
 WALL_COLUMN = "wall_s"
 SIDECAR_SUFFIX = ".sweep.json"
 
 
 
+def param_columns(spec: SweepSpec) -> tuple[str, ...]:
+    """The options written for every point: a serving sweep's add its serving options."""
+    if spec.serving:
+        from des.serve.point import SERVE_DEFAULTS
+
+        return (*SERVE_PARAM_COLUMNS, *(f"serve.{name}" for name in SERVE_DEFAULTS))
+    return PARAM_COLUMNS
+
+
+def result_columns(spec: SweepSpec) -> tuple[str, ...]:
+    """The columns a point's result fills in."""
+    return SERVE_RESULT_COLUMNS if spec.serving else RESULT_COLUMNS
+
+
 def columns(spec: SweepSpec) -> list[str]:
     """The table's columns for ``spec``, in order."""
-    return ["point", *spec.axis_paths, "status", "error", *PARAM_COLUMNS, *RESULT_COLUMNS, WALL_COLUMN]
+    return ["point", *spec.axis_paths, "status", "error", *param_columns(spec), *result_columns(spec), WALL_COLUMN]
 
 
 def cell(value: Any) -> str:
@@ -83,7 +110,13 @@ def cell(value: Any) -> str:
 
 
 def result_cells(record: dict[str, Any]) -> dict[str, Any]:
-    """The result columns of a ``des run`` record (:func:`des.study.simulate_point`)."""
+    """The result columns of a ``des run`` record (:func:`des.study.simulate_point`), or
+    of a serving point's (:func:`des.serve.point.serve_point`)."""
+    if isinstance(record.get("ttft_s"), dict):
+        row = {f"{metric}_{stat}": record[metric][stat] for metric in ("ttft_s", "tpot_s", "e2e_s")
+               for stat in ("p50", "p90", "p99", "mean")}
+        row.update({name: record[name] for name in SERVE_RESULT_COLUMNS if name in record})
+        return row
     memory = record["memory_bytes_per_device"]
     row: dict[str, Any] = {"metric": record["metric"], "latency_s": record["latency_s"]}
     for category in BREAKDOWN_CATEGORIES:

@@ -97,7 +97,13 @@ def run_sweep_point(spec: Any, token: str = "") -> dict[str, Any]:
 
     start = time.perf_counter()
     try:
-        record = run_point(with_built_specs(spec, token) if token else spec).record
+        built = with_built_specs(spec, token) if token else spec
+        if spec.serve:
+            from des.serve.point import serve_point
+
+            record = serve_point(built)
+        else:
+            record = run_point(built).record
     except Exception as exc:  # a failed point is a result, whatever the failure
         if not isinstance(exc, DesError):
             logger.exception("point %s failed unexpectedly", spec)

@@ -15,8 +15,16 @@
       run.tp: [2, 4, 8]
       system.device.dram_bandwidth_bytes_per_s: [1.5 TB/s, 2039 GB/s]
 
+A ``serve`` section turns every point into a serving scenario (``des serve``: the
+point's system, model, ``arch`` and ``tp`` serving a request stream)::
+
+    base: {system: dgx-h100, model: llama-3-8b, tp: 2}
+    serve: {requests: 200, prompt_tokens: 256-1024, output_tokens: 64-256}
+    axes:
+      serve.rate: [1, 2, 4, 8]
+
 An axis is a dotted path: ``run.<option>`` (or the bare option: ``tp``) for a ``des run``
-option, ``system.<field>...`` for any field of the system's YAML file (the device's
+option, ``serve.<option>`` for a serving option (:data:`des.serve.point.SERVE_DEFAULTS`), ``system.<field>...`` for any field of the system's YAML file (the device's
 fields under ``system.device``, whether the system names a preset or inlines one),
 ``model.<field>`` for any field of the model's YAML file. An axis replaces the base's
 value of the same field. Points are numbered in order:
@@ -48,7 +56,7 @@ MODES = ("grid", "zip")
 RUN_CHOICES: dict[str, tuple[str, ...] | None] = {
     "system": None,
     "model": None,
-    "arch": ("standard", "parallel", "kraken"),
+    "arch": ("standard", "parallel", "kraken", "ladder"),
     "phase": ("prefill", "decode"),
     "attention": ("fused", "unfused"),
     "runtime": ("eager", "graph"),
@@ -58,11 +66,11 @@ RUN_CHOICES: dict[str, tuple[str, ...] | None] = {
 RUN_INTEGERS: dict[str, bool] = {"tp": False, "batch": False, "seq": False, "kv_len": True, "layers": True}
 RUN_OPTIONS = (*RUN_CHOICES, *RUN_INTEGERS)
 #: Prefixes of dotted paths.
-RUN, SYSTEM, MODEL = "run", "system", "model"
+RUN, SYSTEM, MODEL, SERVE = "run", "system", "model", "serve"
 #: Bumped when the meaning of a sweep file or of its output changes.
 SWEEP_FORMAT = 1
 
-_TOP_FIELDS = ("base", "axes", "mode", "description")
+_TOP_FIELDS = ("base", "axes", "mode", "description", "serve")
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,8 @@ class SweepPoint:
         The ``des run`` options (base and axes), as written.
     system_overrides, model_overrides : tuple of (str, object)
         Paths within the system's and model's YAML mappings, and their values.
+    serve : tuple of (str, object)
+        Serving options of a serving sweep (empty otherwise).
     """
 
     index: int
@@ -94,6 +104,7 @@ class SweepPoint:
     run: dict[str, Any] = field(hash=False)
     system_overrides: tuple[tuple[str, Any], ...]
     model_overrides: tuple[tuple[str, Any], ...]
+    serve: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,6 +145,11 @@ class SweepSpec:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     @property
+    def serving(self) -> bool:
+        """Whether the points are serving scenarios (a ``serve`` section or axis)."""
+        return any(path.startswith(f"{SERVE}.") for path in (*self.base, *self.axis_paths))
+
+    @property
     def axis_paths(self) -> tuple[str, ...]:
         """The axes' dotted paths, in order."""
         return tuple(axis.path for axis in self.axes)
@@ -151,6 +167,7 @@ class SweepSpec:
         run: dict[str, Any] = {}
         system: list[tuple[str, Any]] = []
         model: list[tuple[str, Any]] = []
+        serve: list[tuple[str, Any]] = []
         # An axis replaces the base's value of the same field.
         fixed = [(path, value) for path, value in self.base.items() if path not in self.axis_paths]
         pairs = [*fixed, *zip(self.axis_paths, combo, strict=True)]
@@ -160,9 +177,11 @@ class SweepSpec:
                 run[rest] = value
             elif head == SYSTEM:
                 system.append((rest, value))
+            elif head == SERVE:
+                serve.append((rest, value))
             else:
                 model.append((rest, value))
-        return SweepPoint(index, tuple(combo), run, tuple(system), tuple(model))
+        return SweepPoint(index, tuple(combo), run, tuple(system), tuple(model), tuple(sorted(serve)))
 
 
 def normalise_path(path: object, where: str) -> str:
@@ -182,11 +201,29 @@ def normalise_path(path: object, where: str) -> str:
         return f"{RUN}.{rest}"
     if head in (SYSTEM, MODEL):
         return path
-    close = difflib.get_close_matches(head, (RUN, SYSTEM, MODEL, *RUN_OPTIONS), n=1)
+    if head == SERVE:
+        from des.serve.point import SERVE_DEFAULTS
+
+        if rest not in SERVE_DEFAULTS:
+            close = difflib.get_close_matches(rest, SERVE_DEFAULTS, n=1)
+            hint = f" (did you mean 'serve.{close[0]}'?)" if close else ""
+            raise DesError(f"{where}: unknown serve option '{path}'{hint}; serve options: {', '.join(SERVE_DEFAULTS)}")
+        return path
+    close = difflib.get_close_matches(head, (RUN, SYSTEM, MODEL, SERVE, *RUN_OPTIONS), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise DesError(
-        f"{where}: field path '{path}' must start with run., system. or model. (or be a run option){hint}"
+        f"{where}: field path '{path}' must start with run., system., model. or serve. (or be a run option){hint}"
     )
+
+
+def _check_value(path: str, value: Any, where: str) -> None:
+    head, _, rest = path.partition(".")
+    if head == RUN:
+        check_run_value(rest, value, where)
+    elif head == SERVE:
+        from des.serve.point import check_serve_value
+
+        check_serve_value(rest, value, where)
 
 
 def check_run_value(option: str, value: Any, where: str) -> None:
@@ -243,9 +280,16 @@ def parse_sweep(data: object, source: str, base_dir: Path) -> SweepSpec:
     base: dict[str, Any] = {}
     for key, value in raw_base.items():
         path = normalise_path(key, f"{source}: base")
-        if path.startswith(f"{RUN}."):
-            check_run_value(path[len(RUN) + 1:], value, f"{source}: base: '{key}'")
+        _check_value(path, value, f"{source}: base: '{key}'")
         base[path] = value
+    raw_serve = data.get("serve")
+    if raw_serve is not None:
+        if not isinstance(raw_serve, dict):
+            raise DesError(f"{source}: field 'serve' must be a mapping of serving options, got {raw_serve!r}")
+        for key, value in raw_serve.items():
+            path = normalise_path(f"{SERVE}.{key}", f"{source}: serve")
+            _check_value(path, value, f"{source}: serve: '{key}'")
+            base[path] = value
     raw_axes = data.get("axes")
     if not isinstance(raw_axes, dict) or not raw_axes:
         raise DesError(f"{source}: field 'axes' must be a non-empty mapping of field path -> list of values")
@@ -257,9 +301,8 @@ def parse_sweep(data: object, source: str, base_dir: Path) -> SweepSpec:
             raise DesError(f"{where}: the same field as another axis")
         if not isinstance(values, list) or not values:
             raise DesError(f"{where}: expected a non-empty list of values, got {values!r}")
-        if path.startswith(f"{RUN}."):
-            for value in values:
-                check_run_value(path[len(RUN) + 1:], value, where)
+        for value in values:
+            _check_value(path, value, where)
         axes.append(Axis(path, tuple(values)))
     if mode == "zip" and len({len(axis.values) for axis in axes}) > 1:
         sizes = ", ".join(f"{axis.path}: {len(axis.values)}" for axis in axes)
