@@ -131,11 +131,12 @@ def test_des_serve_writes_its_tables_and_charts(tmp_path, capsys):
     assert "preemptions" in out
 
 
-def test_the_layer_period_and_head_estimate_meets_the_whole_model():
+@pytest.mark.parametrize("arch", ["standard", "parallel", "ladder", "kraken"])
+def test_the_layer_period_and_head_estimate_meets_the_whole_model(arch):
     from des.study.iteration import IterationCost
 
-    estimate = IterationCost("dgx-a100", "llama-3-8b", 4)
-    exact = IterationCost("dgx-a100", "llama-3-8b", 4, exact=True)
+    estimate = IterationCost("dgx-a100", "llama-3-8b", 4, arch)
+    exact = IterationCost("dgx-a100", "llama-3-8b", 4, arch, exact=True)
     for shape in (([(384, 0)], 0, 0, 1), ([], 16, 700, 16), ([(200, 512)], 8, 300, 8)):
         assert estimate.cost_s(*shape) == pytest.approx(exact.cost_s(*shape), rel=1e-3), shape
 
@@ -261,3 +262,35 @@ def test_a_trace_with_a_bad_row_is_one_line_naming_it(tmp_path, capsys):
         read_trace(path)
     code, _out, err = call(capsys, "serve", "--model", "llama-3-8b", "--tp", "2", "--trace-csv", str(path))
     assert code == 2 and f"{path}: line 3" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_pipeline_passes_each_iteration_through_its_stages_and_keeps_them_full():
+    def staged(prefills, decodes, decode_kv, emitting):
+        whole = linear_cost(prefills, decodes, decode_kv, emitting)
+        return (0.25 * whole, 0.75 * whole)
+
+    (row,) = per_request(serve([Request(0, 0.0, 1000, 5)], staged, kv_blocks=1000, block_tokens=16, stages=2))
+    assert row["ttft_s"] == pytest.approx(FIXED_S + 1000 * PREFILL_S_PER_TOKEN)  # one engine: stage after stage
+    assert row["tpot_s"] == pytest.approx(FIXED_S + DECODE_S)
+    # Saturated by decodes: two engines alternate, the slower stage (3/4 of an
+    # iteration) sets the pace: 8 tokens per 0.75 (FIXED_S + DECODE_S); 320 requests fill
+    # 20 rounds of the two engines exactly.
+    result = serve(generate(320, 1e4, "16", "200", seed=1), staged, kv_blocks=100000, block_tokens=16, max_batch=8,
+                   stages=2)
+    bound = 8 / (0.75 * (FIXED_S + DECODE_S))
+    throughput = summary(result)["throughput_tokens_per_s"]
+    assert throughput <= bound and throughput == pytest.approx(bound, rel=0.02)
+
+
+def test_pipeline_stages_add_up_to_the_model_and_its_sends():
+    from des.study.iteration import IterationCost
+
+    whole = IterationCost("dgx-h100", "llama-3-8b", 2)
+    staged = IterationCost("dgx-h100", "llama-3-8b", 2, pp=2)
+    for shape in (([(384, 0)], 0, 0, 1), ([], 16, 700, 16)):
+        stages = staged.cost_s(*shape)
+        tokens = sum(chunk for chunk, _past in shape[0]) + shape[1]
+        assert len(stages) == 2 and min(stages) > 0
+        assert sum(stages) - staged._send(0, tokens) == pytest.approx(whole.cost_s(*shape), rel=1e-3)
+    with pytest.raises(DesError, match="--pp with kraken"):
+        IterationCost("dgx-h100", "llama-3-8b", 2, "kraken", pp=2)

@@ -36,7 +36,10 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--system", default="dgx-h100", help="system preset or YAML (default dgx-h100)")
     parser.add_argument("--model", default="llama-3-70b", help="dense model preset, YAML or config.json (default llama-3-70b)")
     parser.add_argument("--tp", type=positive_int, default=8, metavar="N", help="tensor parallelism (default 8)")
-    parser.add_argument("--arch", default="standard", choices=("standard", "parallel", "ladder"))
+    parser.add_argument("--pp", type=positive_int, default=1, metavar="N",
+                        help="pipeline stages of TP ranks each, kept full by N virtual engines (default 1)")
+    parser.add_argument("--arch", default="standard", choices=("standard", "parallel", "ladder", "kraken"),
+                        help="architecture (kraken: the Kraken model derived at degree --tp)")
     parser.add_argument("--rate", type=float, metavar="REQ_PER_S", help="arrival rate (requests per second)")
     parser.add_argument("--requests", type=positive_int, metavar="K", help="requests to generate")
     parser.add_argument("--arrivals", default="poisson", choices=("poisson", "gamma"), help="arrival process")
@@ -86,18 +89,21 @@ def serve_command(args: argparse.Namespace) -> int:
                             args.cv)
     if args.disaggregate is None:
         cost = IterationCost(args.system, args.model, args.tp, args.arch, args.runtime, block_tokens=args.block_tokens,
-                             exact=args.exact)
+                             exact=args.exact, pp=args.pp)
         blocks = args.kv_blocks if args.kv_blocks is not None else cost.kv_blocks(args.token_budget)[0]
         costs = [cost]
         with Progress("des serve", unit="requests") as progress:
             progress.start(len(requests))
             result = serve(requests, cost.cost_s, blocks, args.block_tokens, args.token_budget, args.max_batch,
-                           args.scheduler, progress)
+                           args.scheduler, progress, stages=args.pp)
     else:
+        if args.pp > 1:
+            raise DesError("--disaggregate runs each group as one TP group: drop --pp")
         costs, result = _disaggregated(args, requests)
         cost = costs[0]
     record = summary(result, args.ttft_slo, args.tpot_slo)
-    record.update(system=cost.system.name, model=cost.model.name, tp=args.tp, arch=args.arch, scheduler=args.scheduler,
+    record.update(system=cost.system.name, model=cost.model.name, tp=args.tp, pp=args.pp, arch=args.arch,
+                  scheduler=args.scheduler,
                   iterations_simulated=sum(c.simulated for c in costs), disaggregate=args.disaggregate,
                   iteration_cache_hits=sum(c.hits for c in costs), events_simulated=sum(c.events for c in costs),
                   exact=args.exact, wall_s=time.perf_counter() - wall)
@@ -160,7 +166,8 @@ def _table(r: dict) -> str:
         return f"{name:<8} p50 {p['p50'] * 1e3:9.2f} ms  p90 {p['p90'] * 1e3:9.2f} ms  p99 {p['p99'] * 1e3:9.2f} ms  mean {p['mean'] * 1e3:9.2f} ms"
 
     return "\n".join([
-        f"{r['model']} {r['arch']} " + (f"prefill:decode {r['disaggregate']}" if r.get("disaggregate") else f"TP={r['tp']}")
+        f"{r['model']} {r['arch']} " + (f"prefill:decode {r['disaggregate']}" if r.get("disaggregate") else f"TP={r['tp']}"
+                                         + (f" PP={r['pp']}" if r.get("pp", 1) > 1 else ""))
         + f" on {r['system']}: {r['requests']} requests, scheduler {r['scheduler']}",
         pct("ttft_s"), pct("tpot_s"), pct("e2e_s"),
         f"throughput {r['throughput_requests_per_s']:.3f} requests/s, {r['throughput_tokens_per_s']:.1f} tokens/s; "

@@ -72,15 +72,28 @@ class IterationCost:
 
     def __init__(self, system: Any, model: Any, tp: int, arch: str = "standard", runtime: str = "graph",
                  comm_library: str | None = None, dtype: str | None = None, block_tokens: int = 16,
-                 exact: bool = False, devices: tuple[str, ...] | None = None) -> None:
+                 exact: bool = False, devices: tuple[str, ...] | None = None, pp: int = 1) -> None:
         from des.runtime import runtime_profile
 
         self.system = build_system(system)
         self.model = build_model(model)
         if self.model.moe is not None:
             raise DesError(f"des serve runs dense models; '{self.model.name}' has experts")
-        self.tp, self.arch, self.exact = tp, arch, exact
-        self.devices = group_for(self.system, tp, 1, devices)
+        self.tp, self.arch, self.exact, self.pp = tp, arch, exact, pp
+        self.all_devices = group_for(self.system, tp, pp, devices)
+        self.stages = [self.all_devices[k * tp:(k + 1) * tp] for k in range(pp)]
+        self.devices = self.stages[0]
+        if pp > 1:
+            if arch == "kraken":
+                raise DesError("--pp with kraken: Kraken carries each layer's all-reduce into the next layer, "
+                               "across a stage boundary, which is not built; use standard, parallel or ladder")
+            if exact:
+                raise DesError("--exact simulates whole iterations, which are built without stages: drop --pp or --exact")
+            per_stage = self.model.layers // pp
+            if self.model.layers % pp or per_stage < ESTIMATE_LAYERS[arch]:
+                raise DesError(f"--pp {pp}: every stage takes the same whole number of the {self.model.layers} layers, "
+                               f"at least {ESTIMATE_LAYERS[arch]} for {arch}")
+        self._sends: dict[tuple[int, int], float] = {}
         self.profile = runtime_profile(runtime)
         self.runtime = runtime
         self.library = comm_library or self.profile.comm_library
@@ -104,8 +117,8 @@ class IterationCost:
         of ``token_budget`` tokens, and the bytes a block takes per device."""
         from workloads import build_workload
 
-        workload = build_workload(self.model, self.arch, "prefill", self.tp, self.devices, seq=token_budget,
-                                  dtype=self.dtype)
+        workload = build_workload(self.model, self.arch, "prefill", self.tp, self.all_devices, seq=token_budget,
+                                  dtype=self.dtype, pp=self.pp)
         memory = workload.memory
         per_token = memory.kv_cache_bytes / token_budget
         per_block = per_token * self.block_tokens
@@ -132,8 +145,9 @@ class IterationCost:
         chunks = tuple(sorted((chunk, self._round(past)) for chunk, past in prefills))
         return chunks, decodes, self._round(decode_kv) if decodes else 0, emitting
 
-    def cost_s(self, prefills, decodes: int, decode_kv: int, emitting: int) -> float:
-        """Seconds of one iteration (remembered by :meth:`key`)."""
+    def cost_s(self, prefills, decodes: int, decode_kv: int, emitting: int) -> float | tuple[float, ...]:
+        """Seconds of one iteration (remembered by :meth:`key`); with ``pp`` stages, the
+        seconds of each stage (:meth:`_stage_costs`)."""
         key = self.key(prefills, decodes, decode_kv, emitting)
         if key in self._cache:
             self.hits += 1
@@ -146,20 +160,56 @@ class IterationCost:
             apart = self.arch != "kraken"
             period, last = self._simulate(chunks, n, kv, out, simulated, head=not apart)
             if apart and out not in self._heads:
-                self._heads[out] = self._simulate((), 1, 1, out, 0, head=True)[1]
-            seconds = last + (self.model.layers - simulated) * period + (self._heads[out] if apart else 0.0)
+                self._heads[out] = self._simulate((), 1, 1, out, 0, head=True, devices=self.stages[-1])[1]
+            head = self._heads[out] if apart else 0.0
+            if self.pp == 1:
+                seconds = last + (self.model.layers - simulated) * period + head
+            else:
+                seconds = self._stage_costs(sum(c for c, _p in chunks) + n, period, last, simulated, head)
         self._cache[key] = seconds
         self.simulated += 1
         return seconds
 
-    def _simulate(self, prefills, decodes, decode_kv, emitting, layers, head: bool = True) -> tuple[float, float]:
+    def _stage_costs(self, tokens: int, period: float, last: float, simulated: int, head: float) -> tuple[float, ...]:
+        """Each stage's seconds: its share of the layers at the period measured on the
+        first stage (the first stage with the embedding, the last with the head), and,
+        but for the last, the send of its ``tokens`` rows of activations to the same
+        rank of the next stage (event-simulated, all ranks at once)."""
+        share = self.model.layers // self.pp
+        times = [share * period] * self.pp
+        times[0] = last + (share - simulated) * period
+        times[-1] += head
+        for stage in range(self.pp - 1):
+            times[stage] += self._send(stage, tokens)
+        return tuple(times)
+
+    def _send(self, stage: int, tokens: int) -> float:
+        from des.engine import Engine
+        from des.spans import Trace
+        from des.taskgraph import CollectiveTask, TaskGraph
+        from des.operators import dtype_bytes
+
+        key = (stage, tokens)
+        if key not in self._sends:
+            graph = TaskGraph()
+            nbytes = float(tokens * self.model.hidden * dtype_bytes(self.dtype))
+            for rank, (src, dst) in enumerate(zip(self.stages[stage], self.stages[stage + 1], strict=True)):
+                graph.add(CollectiveTask(f"send{rank}", "send", (src, dst), nbytes, stream=f"pp{rank}"))
+            engine = Engine(self.system, trace=Trace(enabled=False), comm_library=self.library,
+                            comm_launch_s=self.profile.comm_launch_s)
+            self._sends[key] = engine.run(graph).latency_s
+        return self._sends[key]
+
+    def _simulate(self, prefills, decodes, decode_kv, emitting, layers, head: bool = True,
+                  devices: tuple[str, ...] | None = None) -> tuple[float, float]:
         """The layer period (:data:`ESTIMATE_LAYERS`; 0 with fewer than two layers) and the latency."""
         from des.engine import Engine
         from des.runtime import runtime_launch
         from des.spans import Trace
         from workloads.iteration import build_iteration
 
-        graph = build_iteration(self.model, self.arch, self.tp, self.devices, prefills, decodes, decode_kv, emitting,
+        graph = build_iteration(self.model, self.arch, self.tp, devices or self.devices, prefills, decodes, decode_kv,
+                                emitting,
                                 layers=layers, dtype=self.dtype, head=head)
         engine = Engine(self.system, trace=Trace(enabled=False), launch_fn=runtime_launch(self.runtime),
                         comm_library=self.library, comm_launch_s=self.profile.comm_launch_s, fast_path=True,
