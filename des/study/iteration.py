@@ -185,9 +185,9 @@ class IterationCost:
 
     def _send(self, stage: int, tokens: int) -> float:
         from des.engine import Engine
+        from des.operators import dtype_bytes
         from des.spans import Trace
         from des.taskgraph import CollectiveTask, TaskGraph
-        from des.operators import dtype_bytes
 
         key = (stage, tokens)
         if key not in self._sends:
