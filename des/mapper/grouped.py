@@ -24,14 +24,19 @@ from des.specs import DeviceSpec
 
 def schedule_grouped_matmul(operator: Any, device: DeviceSpec, params: MapperParams) -> TileSchedule:
     """The pooled-tile schedule of a :class:`~des.operators.GroupedMatmul`."""
+    from des.mapper import _params_of
     from des.mapper.matmul import schedule_matmul
 
+    # Each expert with the parameters of its own shape (a one-token expert is a GEMV,
+    # with the GEMV's DRAM efficiency), unless the caller gave parameters of its own.
+    own = params == _params_of(device, operator)
     units = device.compute_units
     unit_seconds = 0.0
     tiles = 0
     dram_bus = 0.0
     for count, experts in sorted(Counter(c for c in operator.tokens if c).items()):
-        single = schedule_matmul(Matmul(count, operator.K, operator.N, operator.dtype), device, params)
+        expert = Matmul(count, operator.K, operator.N, operator.dtype)
+        single = schedule_matmul(expert, device, _params_of(device, expert) if own else params)
         # Its waves but the first-access latency (the grouped kernel pays one).
         body = [g for g in single.groups if not (g.dram_bytes == 0.0 and g.compute_s == params.dram_latency_s)]
         unit_seconds += experts * sum(g.count * g.units * g.compute_s for g in body)
