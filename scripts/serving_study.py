@@ -3,7 +3,7 @@
 
 Llama-3-70B at TP 8 on a DGX H100 (``dgx-h100``), batch scheduling as ``des serve``
 (continuous batching, chunked prefill, paged KV cache, FCFS), for each architecture
-(``standard`` and ``ladder``; ``parallel`` on request) and each arrival rate of
+(``standard``, ``kraken`` and ``ladder``; ``parallel`` on request) and each arrival rate of
 ``--rates`` (Poisson, ``--requests`` requests, prompts ``--prompt-tokens``, outputs
 ``--output-tokens``, one seed for all, so every rate serves the same requests). For each
 architecture it reports the throughput-latency curve and the lowest rate whose p99 TTFT
@@ -34,7 +34,7 @@ from des.serve import generate, serve, summary
 from des.study import run_study
 from des.study.iteration import IterationCost
 
-RATES = (0.5, 1.0, 2.0, 4.0, 8.0)
+RATES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 COLUMNS = ["arch", "rate_per_s", "requests", "ttft_p50_s", "ttft_p99_s", "tpot_mean_s", "tpot_p99_s", "e2e_p99_s",
            "throughput_requests_per_s", "throughput_tokens_per_s", "goodput_requests_per_s", "preemptions",
            "iterations_simulated", "iteration_cache_hits", "wall_s"]
@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--system", default="dgx-h100")
     parser.add_argument("--model", default="llama-3-70b")
     parser.add_argument("--tp", type=int, default=8)
-    parser.add_argument("--archs", nargs="+", default=["standard", "ladder"], choices=("standard", "parallel", "ladder"))
+    parser.add_argument("--archs", nargs="+", default=["standard", "kraken", "ladder"],
+                        choices=("standard", "parallel", "kraken", "ladder"))
     parser.add_argument("--rates", nargs="+", type=float, default=list(RATES))
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--prompt-tokens", default="512-2048")

@@ -72,7 +72,7 @@ def test_serving_study_small(load_script, tmp_path, capsys):
     assert code == 0, err
     rows = read_csv(tmp_path / "serving_study.csv")
     assert sorted((r["arch"], float(r["rate_per_s"])) for r in rows) == [
-        ("ladder", 5.0), ("ladder", 200.0), ("standard", 5.0), ("standard", 200.0)]
+        ("kraken", 5.0), ("kraken", 200.0), ("ladder", 5.0), ("ladder", 200.0), ("standard", 5.0), ("standard", 200.0)]
     p99 = {(r["arch"], float(r["rate_per_s"])): float(r["ttft_p99_s"]) for r in rows}
     assert p99[("standard", 200.0)] >= p99[("standard", 5.0)]  # queueing at the higher rate
     assert "standard: p99 TTFT <= 0.03 s" in out

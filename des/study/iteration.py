@@ -67,12 +67,18 @@ class IterationCost:
     exact : bool
         Simulate every layer of every iteration, and key on exact lengths.
     devices : tuple of str, optional
-        The ranks.
+        The ranks (stage-major with ``pp``).
+    pp : int
+        Pipeline stages of ``tp`` ranks each: :meth:`cost_s` gives each stage's seconds.
+    replay : bool
+        Share one memo between the iterations' engines (:mod:`des.memo`; default), or
+        simulate every kernel and collective (for comparison).
     """
 
     def __init__(self, system: Any, model: Any, tp: int, arch: str = "standard", runtime: str = "graph",
                  comm_library: str | None = None, dtype: str | None = None, block_tokens: int = 16,
-                 exact: bool = False, devices: tuple[str, ...] | None = None, pp: int = 1) -> None:
+                 exact: bool = False, devices: tuple[str, ...] | None = None, pp: int = 1,
+                 replay: bool = True) -> None:
         from des.runtime import runtime_profile
 
         self.system = build_system(system)
@@ -103,7 +109,7 @@ class IterationCost:
         self.block_tokens = block_tokens
         from des.memo import Memo
 
-        self._memo = Memo(interpolate=not exact)
+        self._memo = Memo(interpolate=not exact) if replay else False
         self._cache: dict[tuple, float] = {}
         self._heads: dict[int, float] = {}
         self.simulated = 0

@@ -63,7 +63,7 @@ RUN_CHOICES: dict[str, tuple[str, ...] | None] = {
     "comm_library": LIBRARIES,
 }
 #: Whole-number options, and whether they may be left out (``null``).
-RUN_INTEGERS: dict[str, bool] = {"tp": False, "batch": False, "seq": False, "kv_len": True, "layers": True}
+RUN_INTEGERS: dict[str, bool] = {"tp": False, "pp": False, "batch": False, "seq": False, "kv_len": True, "layers": True}
 RUN_OPTIONS = (*RUN_CHOICES, *RUN_INTEGERS)
 #: Prefixes of dotted paths.
 RUN, SYSTEM, MODEL, SERVE = "run", "system", "model", "serve"
