@@ -379,8 +379,10 @@ class Engine:
             if recording is not None:
                 # Alone already: nothing can reach the device before it ends, so the
                 # launch and the recorded run are one wait.
-                yield env.timeout(launch_s + recording.duration_s)
+                # Ends when the launch then the run would, to the last bit (the
+                # difference of two close times is exact), as on every other rank.
                 start = launch_start + launch_s
+                yield env.timeout((start + recording.duration_s) - env.now)
                 replayed(self.memo, self.network, key, group, recording)
                 trace.add(task.device, task.stream, f"launch {task.name}", LAUNCH, launch_start, start)
                 trace.add(task.device, task.stream, task.name, category, start, env.now)

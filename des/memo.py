@@ -415,7 +415,7 @@ def replay_or_run(memo: Memo, isolation: Isolation, trace, progress, key: tuple,
         # does, shifted by the later start (an isolated kernel's recording always holds).
         yield pending[1]
         recording = memo.get(key)
-        left = start + recording.duration_s - env.now
+        left = (start + recording.duration_s) - env.now  # exact: ends where a replay would
         if left > 0:
             yield env.timeout(left)
         memo.replayed[key[0]] += 1

@@ -60,7 +60,7 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--devices", type=lambda text: tuple(d for d in text.split(",") if d), metavar="D1,D2,...",
                         help="devices in rank order, stage by stage (default: the system's first TP x PP, node-major)")
     parser.add_argument("--exact", action="store_true",
-                        help="simulate every layer (no fast path for repeated layers; the same result, slower)")
+                        help="simulate every layer and every kernel and collective (no fast path, no replays)")
     parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32", "fp8"),
                         help="element type (default: the model's, else fp16)")
     parser.add_argument("--tp", type=positive_int, default=DEFAULT_TP, metavar="N", help=f"tensor-parallel degree (default {DEFAULT_TP})")

@@ -58,7 +58,7 @@ def add_command(commands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--tpot-slo", type=float, metavar="S", help="time-per-output-token objective for goodput (seconds)")
     parser.add_argument("--disaggregate", metavar="P:D",
                         help="prefill on the first P devices (TP P), decode on the next D (TP D), KV sent between")
-    parser.add_argument("--exact", action="store_true", help="simulate every layer of every iteration; exact KV lengths")
+    parser.add_argument("--exact", action="store_true", help="simulate every layer, kernel and collective of every iteration; exact KV lengths")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write requests.csv and iterations.csv to DIR")
     parser.set_defaults(func=serve_command)

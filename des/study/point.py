@@ -65,7 +65,8 @@ class PointSpec:
     #: Pipeline stages and micro-batches: ``tp x pp`` devices, stage-major.
     pp: int = 1
     microbatches: int = 1
-    #: Simulate every layer even where the graph repeats (no fast path, des.fastpath).
+    #: Simulate every layer even where the graph repeats (no fast path, des.fastpath),
+    #: and every kernel and collective (no replays, des.memo).
     exact: bool = False
     #: The devices in rank order (stage-major with PP), overriding the node-major default.
     devices: tuple[str, ...] | None = None
@@ -351,7 +352,7 @@ def simulate_point(
     engine = Engine(
         system, trace=spans, launch_fn=runtime_launch(spec.runtime), faults=prepared.faults,
         progress=progress, max_piece_transfers=max_piece_transfers,
-        comm_library=library, comm_launch_s=profile.comm_launch_s, fast_path=not spec.exact,
+        comm_library=library, comm_launch_s=profile.comm_launch_s, fast_path=not spec.exact, memo=not spec.exact,
     )
     result = engine.run(workload.graph)
     metrics = summarize(result, workload.graph, devices)
