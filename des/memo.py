@@ -36,6 +36,7 @@ import dataclasses
 from typing import Any
 
 from des.errors import DesError
+from des.taskgraph import CollectiveTask
 
 
 @dataclasses.dataclass
@@ -263,7 +264,6 @@ class Isolation:
 
     def __init__(self, network, graph, waits: dict, streams: dict, ends: dict) -> None:
         self.network = network
-        self.graph = graph
         self.order = {name: i for i, name in enumerate(graph.tasks)}
         self.waits = waits
         self.ends = ends
@@ -272,7 +272,7 @@ class Isolation:
             self.streams_of.setdefault(device, []).append(names)
         self._first = {id(names): 0 for lists in self.streams_of.values() for names in lists}
         self._links: dict[tuple, frozenset] = {}
-        self._collectives = [task for task in graph if not hasattr(task, "device")]
+        self._collectives = [task for task in graph if isinstance(task, CollectiveTask)]
         self._conflicts: dict[tuple, list[str]] = {}
         self._ancestry: dict[str, list] = {}
 
