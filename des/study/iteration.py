@@ -38,6 +38,7 @@ import math
 from typing import Any
 
 from des.errors import DesError
+from des.operators import dtype_bytes
 from des.study.point import build_model, build_system, group_for
 
 #: Layers simulated by the fast estimate, by architecture: the period is the time
@@ -99,11 +100,14 @@ class IterationCost:
             if self.model.layers % pp or per_stage < ESTIMATE_LAYERS[arch]:
                 raise DesError(f"--pp {pp}: every stage takes the same whole number of the {self.model.layers} layers, "
                                f"at least {ESTIMATE_LAYERS[arch]} for {arch}")
-        self._sends: dict[tuple[int, int], float] = {}
         self.profile = runtime_profile(runtime)
         self.runtime = runtime
         self.library = comm_library or self.profile.comm_library
         self.dtype = dtype or self.model.dtype or "fp16"
+        # Each rank sends its whole copy of the activations to its peer of the next stage.
+        row_bytes = self.model.hidden * dtype_bytes(self.dtype)
+        self._sends = [KvTransfer(self.system, self.stages[k], self.stages[k + 1], row_bytes * tp, block_tokens=1,
+                                  library=self.library, launch_s=self.profile.comm_launch_s) for k in range(pp - 1)]
         if block_tokens < 1:
             raise DesError(f"the KV block must hold at least one token, got {block_tokens}")
         self.block_tokens = block_tokens
@@ -192,21 +196,8 @@ class IterationCost:
         return tuple(times)
 
     def _send(self, stage: int, tokens: int) -> float:
-        from des.engine import Engine
-        from des.operators import dtype_bytes
-        from des.spans import Trace
-        from des.taskgraph import CollectiveTask, TaskGraph
-
-        key = (stage, tokens)
-        if key not in self._sends:
-            graph = TaskGraph()
-            nbytes = float(tokens * self.model.hidden * dtype_bytes(self.dtype))
-            for rank, (src, dst) in enumerate(zip(self.stages[stage], self.stages[stage + 1], strict=True)):
-                graph.add(CollectiveTask(f"send{rank}", "send", (src, dst), nbytes, stream=f"pp{rank}"))
-            engine = Engine(self.system, trace=Trace(enabled=False), comm_library=self.library,
-                            comm_launch_s=self.profile.comm_launch_s)
-            self._sends[key] = engine.run(graph).latency_s
-        return self._sends[key]
+        """Seconds to send ``tokens`` rows of activations from ``stage`` to the next."""
+        return self._sends[stage](tokens)
 
     def _simulate(self, prefills, decodes, decode_kv, emitting, layers, head: bool = True,
                   devices: tuple[str, ...] | None = None) -> tuple[float, float]:
@@ -242,13 +233,16 @@ class KvTransfer:
     Prefill rank ``i`` sends its share (``tokens x bytes_per_token / len(prefill)``) to
     decode rank ``i mod len(decode)``, all at once, event-simulated on the system (NCCL
     point-to-point; :mod:`des.collectives.alltoall`). Remembered by the tokens rounded up
-    to the KV block.
+    to the KV block. (With ``block_tokens=1`` it also times a pipeline stage's
+    activations sent rank to rank to the next stage.) ``launch_s`` is the caller's cost
+    per library call (the engine's ``comm_launch_s``; the library's own by default).
     """
 
     def __init__(self, system, prefill: tuple[str, ...], decode: tuple[str, ...], bytes_per_token: float,
-                 block_tokens: int = 16, library: str | None = None) -> None:
+                 block_tokens: int = 16, library: str | None = None, launch_s: float | None = None) -> None:
         self.system, self.prefill, self.decode = system, tuple(prefill), tuple(decode)
         self.bytes_per_token, self.block_tokens, self.library = bytes_per_token, block_tokens, library
+        self.launch_s = launch_s
         self._cache: dict[int, float] = {}
 
     def __call__(self, tokens: int) -> float:
@@ -263,6 +257,7 @@ class KvTransfer:
             for i, src in enumerate(self.prefill):
                 dst = self.decode[i % len(self.decode)]
                 graph.add(CollectiveTask(f"kv{i}", "send", (src, dst), share, stream=f"kv{i}"))
-            engine = Engine(self.system, trace=Trace(enabled=False), comm_library=self.library or "nccl")
+            engine = Engine(self.system, trace=Trace(enabled=False), comm_library=self.library or "nccl",
+                            comm_launch_s=self.launch_s)
             self._cache[key] = engine.run(graph).latency_s
         return self._cache[key]
