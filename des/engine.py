@@ -378,9 +378,9 @@ class Engine:
             recording = replayable(self.memo, self._isolation, key, task.name, group)
             if recording is not None:
                 # Alone already: nothing can reach the device before it ends, so the
-                # launch and the recorded run are one wait.
-                # Ends when the launch then the run would, to the last bit (the
-                # difference of two close times is exact), as on every other rank.
+                # launch and the recorded run are one wait, ending where the launch then
+                # the run would to the last bit (the difference of two close times is
+                # exact), as on every other rank.
                 start = launch_start + launch_s
                 yield env.timeout((start + recording.duration_s) - env.now)
                 replayed(self.memo, self.network, key, group, recording)

@@ -418,13 +418,11 @@ def replay_or_run(memo: Memo, isolation: Isolation, trace, progress, key: tuple,
         left = (start + recording.duration_s) - env.now  # exact: ends where a replay would
         if left > 0:
             yield env.timeout(left)
-        memo.replayed[key[0]] += 1
-        _apply(network, group, recording)
+        replayed(memo, network, key, group, recording)
         return recording.result
     if recording is not False:
         yield env.timeout(recording.duration_s)
-        memo.replayed[key[0]] += 1
-        _apply(network, group, recording)
+        replayed(memo, network, key, group, recording)
         if trace.enabled and recording.spans:
             trace.spans.extend(span._replace(name=name + span.name, start_s=span.start_s + start,
                                              end_s=span.end_s + start) for span in recording.spans)
