@@ -147,6 +147,13 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
     def blocks_for(tokens: int) -> int:
         return math.ceil(tokens / block_tokens)
 
+    def next_event(now: float) -> float | None:
+        """The next arrival, engine ready or release after ``now`` (``None``: none)."""
+        later = [t for t in (*ready, *(r[0] for r in releases)) if t > now]
+        if pending:
+            later.append(pending[0].request.arrival_s)
+        return min(later, default=None)
+
     def order(queue):
         if policy == "fcfs":
             return sorted(queue, key=lambda s: (s.request.arrival_s, s.request.id))
@@ -164,8 +171,8 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
             waiting.append(pending.pop(0))
         if not running and not waiting:
             # Idle until the next arrival, or until another engine's iteration ends.
-            later = [t for t in (*ready, *(r[0] for r in releases)) if t > now]
-            ready[engine] = min(([pending[0].request.arrival_s] if pending else []) + later, default=math.inf)
+            upcoming = next_event(now)
+            ready[engine] = math.inf if upcoming is None else upcoming
             continue
         budget, batch_decodes = token_budget, []
         in_system = sum(map(len, engines)) + len(waiting)
@@ -191,9 +198,9 @@ def serve(requests: list[Request], cost_s: Callable, kv_blocks: int, block_token
             candidates, waiting, running, budget, max_batch - len(batch_decodes), free, block_tokens, admitted
         )
         if not batch_prefills and not batch_decodes:
-            later = [t for t in (*ready, *(r[0] for r in releases)) if t > now]
-            if pending or later:
-                ready[engine] = min(([pending[0].request.arrival_s] if pending else []) + later)
+            upcoming = next_event(now)
+            if upcoming is not None:
+                ready[engine] = upcoming
                 continue
             raise DesError("the KV cache cannot hold the next request's first chunk beside the running ones")
         finishing = [s for s, chunk in batch_prefills if s.cached + chunk >= s.target]
