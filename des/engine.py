@@ -155,6 +155,7 @@ class Engine:
                            faults=tuple(faults), max_piece_transfers=max_piece_transfers, comm_library=comm_library,
                            comm_launch_s=comm_launch_s, algorithm=algorithm)
         self.fast_path = fast_path
+        self._on_task_end: Callable[[str], None] | None = None
         system_given = system
         self.fault_plan = FaultPlan(system, faults)
         self.system = system = self.fault_plan.system
@@ -189,13 +190,18 @@ class Engine:
                     known = ", ".join(devices)
                     raise DesError(f"task '{task.name}' uses '{device}', which is not a device of '{self.system.name}' ({known})")
 
-    def run(self, graph: TaskGraph) -> RunResult:
+    def run(self, graph: TaskGraph, on_task_end: Callable[[str], None] | None = None) -> RunResult:
         """Simulate ``graph`` and return its :class:`RunResult`.
+
+        ``on_task_end(name)``, if given, is called at the instant each task ends (the
+        fast path reads the counters at layer boundaries with it); it must not change
+        the simulation.
 
         Raises :class:`DesError` before the run for tasks on unknown devices or
         collectives whose ring cannot be formed, and after it if some tasks could
         never start (naming what they waited on).
         """
+        self._on_task_end = on_task_end
         self._check_faults(graph)
         self._check(graph)
         attempted = 0
@@ -350,6 +356,8 @@ class Engine:
             if self.progress is not None:
                 self.progress.advance()
         ends[task.name] = env.now
+        if self._on_task_end is not None:
+            self._on_task_end(task.name)
         done.succeed()
 
     def _collective(self, task: CollectiveTask, work):
@@ -419,10 +427,10 @@ class Engine:
             while left > 0:
                 granted = yield compute.acquire(min(group.units, left), 1)
                 tiles = min(granted, left)
-                moved = dram.transfer(per_tile_bytes * tiles)
+                moved = dram.begin(per_tile_bytes * tiles)
                 yield env.timeout(group.compute_s)
-                if not moved.processed:
-                    yield moved
+                if not moved.done:
+                    yield dram.wait(moved)
                 compute.release(granted)
                 left -= tiles
 
@@ -433,10 +441,10 @@ class Engine:
 
         def tile():
             yield device.compute.acquire(1)
-            moved = device.dram.transfer(per_tile_bytes)
+            moved = device.dram.begin(per_tile_bytes)
             yield env.timeout(group.compute_s)
-            if not moved.processed:
-                yield moved
+            if not moved.done:
+                yield device.dram.wait(moved)
             device.compute.release(1)
 
         yield simpy.AllOf(env, [env.process(tile()) for _ in range(group.units)])
@@ -450,6 +458,16 @@ def _events_scheduled(env: simpy.Environment) -> int:
     """
     counter = getattr(env, "_eid", None)
     return next(counter) if counter is not None else 0
+
+
+def events_so_far(env: simpy.Environment) -> int:
+    """Events scheduled so far, read without drawing a number from SimPy's counter (its
+    ``repr`` is ``count(N)``), so a run that reads it is the same to the event."""
+    counter = getattr(env, "_eid", None)
+    if counter is None:
+        return 0
+    text = repr(counter)
+    return int(text[text.index("(") + 1:-1])
 
 
 def mapper_schedule(device: DeviceSpec, operator: Any):

@@ -5,22 +5,24 @@ shapes, devices and streams, each layer depending on the one before in the same 
 Once the simulation settles into that rhythm, every further layer repeats the last one
 shifted by one period. :func:`run_repeated` simulates the graph cut down to ``m``
 layers (the repeated ones and what comes after, re-attached to the last kept layer),
-then to ``m + 1``, and accepts the period ``D`` only if
+once, and accepts the period ``D`` only if
 
-- the last two layer periods of the longer run are equal (to ``1e-9`` of the latency),
-- every task and every span of its last layer is the previous layer's shifted by ``D``,
-- the tasks after the layers, and the run's end, moved by exactly ``D`` between the
-  two runs (so the state at a layer boundary carries nothing that would grow);
+- the last two layer periods are equal (to ``1e-9`` of the latency),
+- every task and every span of each of the last two layers is the previous layer's
+  shifted by ``D``,
+- the state carried across a layer boundary repeats: every counter (busy time of
+  compute units, DRAM and links, bytes, and the events scheduled) grew by the same
+  amount over the last two periods of layers followed by a layer, read at the instant
+  each layer's last task ended;
 
 and then writes the full run out: the layers not simulated are the last one shifted by
 multiples of ``D`` (tasks, collectives, spans renamed to their layer), what follows
-them shifted by ``(N - m) D``, and every counter (busy time of compute units, DRAM and
-links, bytes, events) extended by ``(N - m)`` times its growth per layer. If any check
-fails, the runs are repeated with more layers (:data:`ATTEMPTS`, while that costs at
-most :data:`ATTEMPT_SHARE` of the graph), and then the caller simulates in full (a
-Ladder model's ranks drift apart by parts in 10^5 per layer for many layers and take
-that path). The engine knows nothing of transformers: a layer is the ``layer``
-attribute of a task.
+them shifted by ``(N - m) D``, and every counter extended by ``(N - m)`` times its
+growth per period. If any check fails, the run is repeated with more layers
+(:data:`ATTEMPTS`, while that costs at most :data:`ATTEMPT_SHARE` of the graph), and
+then the caller simulates in full (a Ladder model's ranks drift apart by parts in 10^5
+per layer for many layers and take that path). The engine knows nothing of
+transformers: a layer is the ``layer`` attribute of a task.
 """
 
 from __future__ import annotations
@@ -30,15 +32,17 @@ import logging
 from types import SimpleNamespace
 from typing import Any
 
+from des.engine import events_so_far
 from des.spans import Span, Trace
 from des.taskgraph import KernelTask, TaskGraph
 
 logger = logging.getLogger(__name__)
 
-#: Repeated layers the pairs of runs keep beyond the first repeated one, in turn.
-ATTEMPTS = (2, 8)
-#: A later attempt is made only while its two runs would simulate at most this share of
-#: the graph's layers (a graph that does not settle costs at most half again its run).
+#: Repeated layers a run keeps beyond the first repeated one, in turn (at least 3: the
+#: checks read three boundaries of layers followed by a layer, and two shifts).
+ATTEMPTS = (3, 8)
+#: A later attempt is made only while its run would simulate at most this share of the
+#: graph's layers (a graph that does not settle costs at most half again its run).
 ATTEMPT_SHARE = 0.5
 #: Relative tolerance of every time comparison (of the latency).
 TOLERANCE = 1e-9
@@ -81,6 +85,18 @@ def find_repetition(graph: TaskGraph, min_layers: int) -> Repetition | None:
     if len(order) < min_layers or order != list(range(1, len(order) + 1)):
         return None
     index = {task.name: i for members in layers.values() for i, task in enumerate(members)}
+    # A task of the layer before is named by what it is (and which of the alike it is,
+    # counted from the layer's end), not by its place there: a first layer with fewer
+    # tasks (Kraken's, with no all-reduce coming in) then leaves the second layer like
+    # the rest. Layers are only ever written out from the last simulated one, whose
+    # neighbours are alike either way.
+    role = {}
+    for members in layers.values():
+        seen: dict[tuple, int] = {}
+        for task in reversed(members):
+            what = _describe(task)
+            role[task.name] = (what, seen.get(what, 0))
+            seen[what] = seen.get(what, 0) + 1
     pre_names = {task.name for task in pre}
 
     def signature(layer: int):
@@ -91,7 +107,7 @@ def find_repetition(graph: TaskGraph, min_layers: int) -> Repetition | None:
                 if layer_of.get(dep) == layer:
                     deps.append(("s", index[dep]))
                 elif layer_of.get(dep) == layer - 1:
-                    deps.append(("p", index[dep]))
+                    deps.append(("p", role[dep]))
                 elif dep in pre_names:
                     deps.append(("pre", dep))
                 else:
@@ -139,44 +155,92 @@ def _close(a: float, b: float, tol: float) -> bool:
     return abs(a - b) <= tol
 
 
-def _counters(network) -> dict:
+class _Boundaries:
+    """The counters at the instant the last task of each watched layer ends.
+
+    Called by the engine as each task ends (``Engine.run(on_task_end=...)``); it reads
+    the counters without bringing any lazy account forward, so the run is unchanged.
+    """
+
+    def __init__(self, engine, rep: Repetition, layers) -> None:
+        self.engine = engine
+        self.left = {layer: len(rep.layers[layer]) for layer in layers}
+        self.layer_of = {task.name: layer for layer in layers for task in rep.layers[layer]}
+        self.at: dict[int, dict] = {}
+
+    def __call__(self, name: str) -> None:
+        layer = self.layer_of.get(name)
+        if layer is None:
+            return
+        self.left[layer] -= 1
+        if not self.left[layer]:
+            self.at[layer] = _counters(self.engine.network, self.engine.env.now)
+            self.at[layer]["events"] = events_so_far(self.engine.env)
+
+
+def _counters(network, now_s: float | None = None) -> dict:
+    """Every compute unit's, DRAM's and link's counters, at ``now_s`` (read-only) or as
+    the run left them."""
     out = {}
     for name, device in network.devices.items():
-        out[("compute", name)] = device.compute.unit_busy_s
-        out[("dram", name)] = device.dram.busy_s
-        out[("dram_bytes", name)] = device.dram.total_bytes
+        compute, dram = device.compute, device.dram
+        out[("compute", name)] = compute.unit_busy_s if now_s is None else compute.busy_at(now_s)
+        out[("dram", name)] = dram.busy_s if now_s is None else dram.busy_at(now_s)
+        out[("dram_bytes", name)] = dram.total_bytes
     for key, link in network.links.items():
         out[("link_busy", key)] = link.busy_s
         out[("link_bytes", key)] = link.bytes_sent
     return out
 
 
-def expand(graph: TaskGraph, rep: Repetition, keep: int, short, long, trace: Trace):
-    """The full run from the runs of ``keep`` and ``keep + 1`` layers, or ``None`` if the
-    longer run does not repeat exactly (module docstring)."""
-    m = keep + 1
-    tol = TOLERANCE * max(long.latency_s, 1e-30)
-    ends = {layer: max(long.task_end_s[t.name] for t in rep.layers[layer]) for layer in (m - 2, m - 1, m)}
+def _same_growth(a: dict, b: dict, network, tol_s: float) -> bool:
+    """Whether two periods' counter growths ``a`` and ``b`` agree: events exactly, times
+    to ``tol_s`` (times the units for unit-seconds), bytes to :data:`TOLERANCE`."""
+    for key, x in a.items():
+        y = b[key]
+        if key == "events":
+            if x != y:
+                return False
+        elif key[0] == "compute":
+            if not _close(x, y, tol_s * network.devices[key[1]].compute.units):
+                return False
+        elif key[0] in ("dram", "link_busy"):
+            if not _close(x, y, tol_s):
+                return False
+        elif not _close(x, y, TOLERANCE * max(abs(x), abs(y))):
+            return False
+    return True
+
+
+def expand(graph: TaskGraph, rep: Repetition, m: int, run, marks: dict[int, dict], trace: Trace):
+    """The full run from one run of ``m`` layers, or ``None`` if it does not repeat
+    exactly over its last two layers (module docstring)."""
+    tol = TOLERANCE * max(run.latency_s, 1e-30)
+    ends = {layer: max(run.task_end_s[t.name] for t in rep.layers[layer]) for layer in (m - 2, m - 1, m)}
     period = ends[m] - ends[m - 1]
     if not (period > 0 and _close(ends[m - 1] - ends[m - 2], period, tol)):
         return None
-    if not _close(long.latency_s - short.latency_s, period, tol):
+    for before, after in ((m - 2, m - 1), (m - 1, m)):
+        for old, new in zip(rep.layers[before], rep.layers[after], strict=True):
+            if not (_close(run.task_start_s[new.name] - run.task_start_s[old.name], period, tol)
+                    and _close(run.task_end_s[new.name] - run.task_end_s[old.name], period, tol)):
+                return None
+    # A layer's counters grow the same in every period it is followed by another layer
+    # (the last one, followed by what comes after, may differ by an event): so the
+    # growth written out is that of the last two layers followed by a layer.
+    if any(layer not in marks for layer in (m - 3, m - 2, m - 1)):
         return None
-    for old, new in zip(rep.layers[m - 1], rep.layers[m], strict=True):
-        if not (_close(long.task_start_s[new.name] - long.task_start_s[old.name], period, tol)
-                and _close(long.task_end_s[new.name] - long.task_end_s[old.name], period, tol)):
-            return None
-    for task in rep.post:
-        if not _close(long.task_end_s[task.name] - short.task_end_s[task.name], period, tol):
-            return None
+    growth = [{k: marks[later][k] - marks[earlier][k] for k in marks[later]}
+              for earlier, later in ((m - 3, m - 2), (m - 2, m - 1))]
+    if not _same_growth(growth[0], growth[1], run.network, tol):
+        return None
     names = {task.name for task in graph}
     layer_names = {layer: [t.name for t in rep.layers[layer]] for layer in rep.layers}
     layer_of_name = {name: layer for layer, members in layer_names.items() for name in members}
     post_names = {task.name for task in rep.post}
-    spans = long.trace.spans
-    by_layer: dict[int, list[Span]] = {m - 1: [], m: []}
+    by_layer: dict[int, list[Span]] = {m - 2: [], m - 1: [], m: []}
     kept, tail = [], []
-    for span in spans:
+    for span in run.trace.spans:
         owner = _owner(span, names)
         if owner is None:
             return None
@@ -187,24 +251,25 @@ def expand(graph: TaskGraph, rep: Repetition, keep: int, short, long, trace: Tra
             tail.append(span)
         else:
             kept.append(span)
-    if len(by_layer[m - 1]) != len(by_layer[m]):
-        return None
-    rename_back = dict(zip(layer_names[m], layer_names[m - 1], strict=True))
 
     def key(span: Span, shift: float, rename: dict) -> tuple:
         owner = _owner(span, names)
         return (span.device, span.resource, span.name.replace(owner, rename.get(owner, owner), 1), span.category,
                 span.start_s - shift, span.end_s - shift)
 
-    earlier = sorted(key(s, 0.0, {}) for s in by_layer[m - 1])
-    later = sorted(key(s, period, rename_back) for s in by_layer[m])
-    for a, b in zip(earlier, later, strict=True):
-        if a[:4] != b[:4] or not (_close(a[4], b[4], tol) and _close(a[5], b[5], tol)):
+    for before, after in ((m - 2, m - 1), (m - 1, m)):
+        if len(by_layer[before]) != len(by_layer[after]):
             return None
+        rename_back = dict(zip(layer_names[after], layer_names[before], strict=True))
+        earlier = sorted(key(s, 0.0, {}) for s in by_layer[before])
+        later = sorted(key(s, period, rename_back) for s in by_layer[after])
+        for a, b in zip(earlier, later, strict=True):
+            if a[:4] != b[:4] or not (_close(a[4], b[4], tol) and _close(a[5], b[5], tol)):
+                return None
     # Write the full run out.
     extra = rep.last - m
-    starts, finish = dict(long.task_start_s), dict(long.task_end_s)
-    collectives = dict(long.collectives)
+    starts, finish = dict(run.task_start_s), dict(run.task_end_s)
+    collectives = dict(run.collectives)
     out_spans = list(kept)
     template = layer_names[m]
     for step in range(1, extra + 1):
@@ -212,10 +277,10 @@ def expand(graph: TaskGraph, rep: Repetition, keep: int, short, long, trace: Tra
         rename = dict(zip(template, target, strict=True))
         shift = step * period
         for old, new in rename.items():
-            starts[new] = long.task_start_s[old] + shift
-            finish[new] = long.task_end_s[old] + shift
-            if old in long.collectives:
-                c = long.collectives[old]
+            starts[new] = run.task_start_s[old] + shift
+            finish[new] = run.task_end_s[old] + shift
+            if old in run.collectives:
+                c = run.collectives[old]
                 collectives[new] = dataclasses.replace(c, start_s=c.start_s + shift, end_s=c.end_s + shift)
         for span in by_layer[m]:
             owner = _owner(span, names)
@@ -223,20 +288,22 @@ def expand(graph: TaskGraph, rep: Repetition, keep: int, short, long, trace: Tra
                                            end_s=span.end_s + shift))
     shift = extra * period
     for task in rep.post:
-        starts[task.name] = long.task_start_s[task.name] + shift
-        finish[task.name] = long.task_end_s[task.name] + shift
-        if task.name in long.collectives:
-            c = long.collectives[task.name]
+        starts[task.name] = run.task_start_s[task.name] + shift
+        finish[task.name] = run.task_end_s[task.name] + shift
+        if task.name in run.collectives:
+            c = run.collectives[task.name]
             collectives[task.name] = dataclasses.replace(c, start_s=c.start_s + shift, end_s=c.end_s + shift)
     out_spans += [span._replace(start_s=span.start_s + shift, end_s=span.end_s + shift) for span in tail]
     out_spans.sort(key=lambda span: span.end_s)
     if trace.enabled:
         trace.spans.extend(out_spans)
-    a, b = _counters(short.network), _counters(long.network)
-    full = {k: b[k] + extra * (b[k] - a[k]) for k in b}
-    network = _ExtendedNetwork(long.network, full)
-    events = long.events + extra * (long.events - short.events)
-    return dict(latency_s=long.latency_s + shift, task_start_s=starts, task_end_s=finish, collectives=collectives,
+    per_layer = growth[1]
+    final = _counters(run.network)
+    network = _ExtendedNetwork(run.network, {k: final[k] + extra * per_layer[k] for k in final})
+    # Each task is a process the engine starts before the run (one event each, scheduled
+    # at time zero rather than in its layer's period).
+    events = run.events + extra * (per_layer["events"] + len(template))
+    return dict(latency_s=run.latency_s + shift, task_start_s=starts, task_end_s=finish, collectives=collectives,
                 trace=trace, network=network, events=events)
 
 
@@ -262,26 +329,25 @@ class _ExtendedNetwork:
 
 def run_repeated(graph: TaskGraph, make_engine, trace: Trace):
     """Try the fast path; returns the full run's fields (a dict) and the events simulated,
-    or ``(None, 0)`` when the graph does not repeat or the runs do not settle.
+    or ``(None, 0)`` when the graph does not repeat or the run does not settle.
 
     ``make_engine(trace)`` builds a fresh engine like the caller's, recording into ``trace``.
     """
-    rep = find_repetition(graph, min_layers=ATTEMPTS[0] + 3)
+    rep = find_repetition(graph, min_layers=ATTEMPTS[0] + 2)
     if rep is None:
         return None, 0
     simulated = 0
     for attempt, kept in enumerate(ATTEMPTS):
-        keep = rep.first + kept
-        if keep + 1 > rep.last or (attempt and 2 * (keep + 1) > ATTEMPT_SHARE * rep.last):
+        m = rep.first + kept
+        if m >= rep.last or (attempt and m > ATTEMPT_SHARE * rep.last):
             break
-        runs = []
-        for layers in (keep, keep + 1):
-            sub_trace = Trace(enabled=True, links=trace.links, steps=trace.steps)
-            runs.append(make_engine(sub_trace).run(truncated(rep, layers)))
-            simulated += runs[-1].events
-        result = expand(graph, rep, keep, runs[0], runs[1], trace)
+        engine = make_engine(Trace(enabled=True, links=trace.links, steps=trace.steps))
+        marks = _Boundaries(engine, rep, (m - 3, m - 2, m - 1))
+        run = engine.run(truncated(rep, m), on_task_end=marks)
+        simulated += run.events
+        result = expand(graph, rep, m, run, marks.at, trace)
         if result is not None:
-            logger.debug("fast path: %d of %d layers simulated", keep + 1, rep.last)
+            logger.debug("fast path: %d of %d layers simulated", m, rep.last)
             return result, simulated
-        logger.debug("fast path: %d layers did not repeat exactly", keep + 1)
+        logger.debug("fast path: %d layers did not repeat exactly", m)
     return None, simulated

@@ -128,7 +128,7 @@ def send_pieces(collective, src: str, dst: str, sizes, arrivals: Arrivals, key, 
     progress = network.progress
     for piece_bytes in sizes:
         now = env.now
-        read = dram.transfer(reads * piece_bytes) if dram is not None and reads else None
+        read = dram.begin(reads * piece_bytes) if dram is not None and reads else None
         left = send(
             env, route, piece_bytes, arrivals.callback(key, receiver_dram, piece_bytes),
             efficiency=efficiency, extra_latency_s=step_latency_s, trace=collective.trace, label=label,
@@ -142,5 +142,5 @@ def send_pieces(collective, src: str, dst: str, sizes, arrivals: Arrivals, key, 
             progress.advance()
         if left > now:
             yield env.timeout(left - now)
-        if read is not None and not read.processed:
-            yield read
+        if read is not None and not read.done:
+            yield dram.wait(read)

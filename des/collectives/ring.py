@@ -414,7 +414,7 @@ class RingCollective(Collective):
                     step_start = now
                 if on_arrival is None or piece == len(piece_sizes) - 1:
                     on_arrival = self._arrival(channel, successor, step, receiver_dram, piece_bytes)
-                read = dram.transfer(reads * piece_bytes)
+                read = dram.begin(reads * piece_bytes)
                 left = send(
                     env,
                     route,
@@ -432,8 +432,8 @@ class RingCollective(Collective):
                     progress.advance()
                 if left > now:
                     yield env.timeout(left - now)
-                if not read.processed:
-                    yield read
+                if not read.done:
+                    yield dram.wait(read)
             phase = "rs" if step < reduce_steps else "ag"
             if trace.steps:
                 trace.add(rank, step_row, f"{self.name} {phase} step {step}", COLLECTIVE_STEP, step_start, env.now)

@@ -19,6 +19,21 @@ import simpy
 _FINISH_RTOL = 1e-12
 
 
+class Transfer:
+    """A transfer in flight: ``done`` once its bytes have moved.
+
+    :meth:`SharedBandwidth.begin` makes one without an event: a caller that finds it done
+    by the time it looks needs none, and :meth:`SharedBandwidth.wait` makes the event
+    only for a caller that must wait (saving an event per transfer nobody waits on).
+    """
+
+    __slots__ = ("done", "event")
+
+    def __init__(self, event: simpy.Event | None = None) -> None:
+        self.done = False
+        self.event = event
+
+
 class SharedBandwidth:
     """Bandwidth split equally among the transfers in flight.
 
@@ -40,10 +55,12 @@ class SharedBandwidth:
         self.name = name
         self.virtual_bytes = 0.0
         self._last_s = 0.0
-        self._heap: list[tuple[float, int, simpy.Event | None]] = []
+        # (finish point, sequence, Transfer or None for a posted write)
+        self._heap: list[tuple[float, int, Transfer | None]] = []
         self._seq = 0
         self._timer_at = float("inf")
-        self._timer_id = 0
+        self._timer: simpy.Event | None = None
+        self._fire = self._on_timer
         #: Seconds during which at least one transfer was in flight.
         self.busy_s = 0.0
         #: Bytes moved so far.
@@ -60,8 +77,25 @@ class SharedBandwidth:
         if nbytes <= 0:
             event.succeed()
             return event
-        self._start(nbytes, event)
+        self._start(nbytes, Transfer(event))
         return event
+
+    def begin(self, nbytes: float) -> Transfer:
+        """Start moving ``nbytes`` and return its :class:`Transfer` (no event yet)."""
+        handle = Transfer()
+        if nbytes <= 0:
+            handle.done = True
+        else:
+            self._start(nbytes, handle)
+        return handle
+
+    def wait(self, handle: Transfer) -> simpy.Event | None:
+        """``None`` if ``handle`` is done, else an event that succeeds when it is."""
+        if handle.done:
+            return None
+        if handle.event is None:
+            handle.event = self.env.event()
+        return handle.event
 
     def post(self, nbytes: float) -> None:
         """Start moving ``nbytes`` that nobody waits for (a posted write): it shares the
@@ -69,15 +103,20 @@ class SharedBandwidth:
         if nbytes > 0:
             self._start(nbytes, None)
 
-    def _start(self, nbytes: float, event: simpy.Event | None) -> None:
+    def _start(self, nbytes: float, handle: Transfer | None) -> None:
         self._advance()
         self.total_bytes += nbytes
         finish = self.virtual_bytes + nbytes
-        heapq.heappush(self._heap, (finish, self._seq, event))
+        heapq.heappush(self._heap, (finish, self._seq, handle))
         self._seq += 1
         # A new transfer slows the others, so a pending timer can only be early (it
         # then re-arms); a new timer is needed only if this transfer ends first.
         self._arm()
+
+    def busy_at(self, now_s: float) -> float:
+        """:attr:`busy_s` up to ``now_s`` (no earlier than the last change), read without
+        advancing the virtual clock (so the run is left bit for bit alone)."""
+        return self.busy_s + (now_s - self._last_s if self._heap else 0.0)
 
     def _advance(self) -> None:
         now = self.env.now
@@ -88,21 +127,22 @@ class SharedBandwidth:
         self._last_s = now
 
     def _arm(self) -> None:
-        if not self._heap:
+        heap = self._heap
+        if not heap:
             return
-        remaining = self._heap[0][0] - self.virtual_bytes
-        at = self.env.now + max(remaining, 0.0) * len(self._heap) / self.bandwidth_bytes_per_s
+        now = self.env.now
+        remaining = heap[0][0] - self.virtual_bytes
+        at = now + (remaining if remaining > 0.0 else 0.0) * len(heap) / self.bandwidth_bytes_per_s
         if at >= self._timer_at:
             return
         self._timer_at = at
-        self._timer_id += 1
-        timer_id = self._timer_id
-        timeout = self.env.timeout(at - self.env.now)
-        timeout.callbacks.append(lambda _event: self._on_timer(timer_id))
+        timer = self._timer = self.env.timeout(at - now)
+        timer.callbacks.append(self._fire)
 
-    def _on_timer(self, timer_id: int) -> None:
-        if timer_id != self._timer_id:
+    def _on_timer(self, timer: simpy.Event) -> None:
+        if timer is not self._timer:
             return  # superseded by an earlier timer
+        self._timer = None
         self._timer_at = float("inf")
         self._advance()
         heap = self._heap
@@ -113,7 +153,9 @@ class SharedBandwidth:
             # close that the time still needed does not move the clock at all.
             if remaining > _FINISH_RTOL * heap[0][0] and now + remaining * len(heap) / self.bandwidth_bytes_per_s > now:
                 break
-            _finish, _seq, event = heapq.heappop(heap)
-            if event is not None:
-                event.succeed()
+            _finish, _seq, handle = heapq.heappop(heap)
+            if handle is not None:
+                handle.done = True
+                if handle.event is not None:
+                    handle.event.succeed()
         self._arm()

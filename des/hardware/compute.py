@@ -73,6 +73,11 @@ class ComputePool:
             self.free -= granted
             event.succeed(granted)
 
+    def busy_at(self, now_s: float) -> float:
+        """Unit-seconds of occupancy up to ``now_s`` (no earlier than the last change),
+        read without bringing the account forward (so the run is left bit for bit alone)."""
+        return self.unit_busy_s + (self.units - self.free) * (now_s - self._last_s)
+
     def finish(self) -> None:
         """Bring the occupancy account up to the current time."""
         self._account()
