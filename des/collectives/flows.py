@@ -108,6 +108,45 @@ class Pacer:
         return self.free_at
 
 
+def start_piece(collective, src: str, dst: str, piece_bytes: float, arrivals: Arrivals, key, *, reads: int,
+                efficiency: float, step_latency_s: float, pace_bytes_per_s: float, label: str,
+                pacer: Pacer | None = None, route=None):
+    """Send one piece from ``src`` to ``dst`` now (as :func:`send_pieces` sends each);
+    return when it has left (its first hop's hold, and the pace) and its DRAM read (a
+    :class:`~des.hardware.bandwidth.Transfer`, or ``None``)."""
+    network = collective.network
+    env = network.env
+    devices = network.devices
+    now = env.now
+    dram = devices[src].dram if src in devices else None
+    receiver_dram = devices[dst].dram if dst in devices else None
+    read = dram.begin(reads * piece_bytes) if dram is not None and reads else None
+    left = send(
+        env, route if route is not None else network.route(src, dst), piece_bytes,
+        arrivals.callback(key, receiver_dram, piece_bytes), efficiency=efficiency, extra_latency_s=step_latency_s,
+        trace=collective.trace, label=label, reroute=network.route,
+    )
+    if pacer is not None and math.isfinite(pacer.pace_bytes_per_s):
+        left = max(left, pacer.reserve(now, piece_bytes))
+    elif math.isfinite(pace_bytes_per_s):
+        left = max(left, now + piece_bytes / pace_bytes_per_s)
+    if network.progress is not None:
+        network.progress.advance()
+    return left, (read, dram)
+
+
+def wait_sent(env, sent):
+    """Generator: wait until every ``(left, (read, dram))`` of :func:`start_piece` has left
+    and been read (one wait for the latest, where the reads are done by then)."""
+    now = env.now
+    latest = max((left for left, _read in sent), default=now)
+    if latest > now:
+        yield env.timeout(latest - now)
+    for _left, (read, dram) in sent:
+        if read is not None and not read.done:
+            yield dram.wait(read)
+
+
 def send_pieces(collective, src: str, dst: str, sizes, arrivals: Arrivals, key, *, reads: int = 1,
                 efficiency: float, step_latency_s: float, pace_bytes_per_s: float, label: str,
                 pacer: Pacer | None = None):
@@ -119,27 +158,14 @@ def send_pieces(collective, src: str, dst: str, sizes, arrivals: Arrivals, key, 
     counted at ``arrivals[key]`` (written to the receiver's DRAM when ``dst`` is a
     device) when it has arrived.
     """
-    network = collective.network
-    env = network.env
-    devices = network.devices
-    dram = devices[src].dram if src in devices else None
-    receiver_dram = devices[dst].dram if dst in devices else None
-    route = network.route(src, dst)
-    progress = network.progress
+    env = collective.network.env
+    route = collective.network.route(src, dst)
     for piece_bytes in sizes:
         now = env.now
-        read = dram.begin(reads * piece_bytes) if dram is not None and reads else None
-        left = send(
-            env, route, piece_bytes, arrivals.callback(key, receiver_dram, piece_bytes),
-            efficiency=efficiency, extra_latency_s=step_latency_s, trace=collective.trace, label=label,
-            reroute=network.route,
+        left, (read, dram) = start_piece(
+            collective, src, dst, piece_bytes, arrivals, key, reads=reads, efficiency=efficiency,
+            step_latency_s=step_latency_s, pace_bytes_per_s=pace_bytes_per_s, label=label, pacer=pacer, route=route,
         )
-        if pacer is not None and math.isfinite(pacer.pace_bytes_per_s):
-            left = max(left, pacer.reserve(now, piece_bytes))
-        elif math.isfinite(pace_bytes_per_s):
-            left = max(left, now + piece_bytes / pace_bytes_per_s)
-        if progress is not None:
-            progress.advance()
         if left > now:
             yield env.timeout(left - now)
         if read is not None and not read.done:

@@ -26,7 +26,7 @@ import math
 
 import simpy
 
-from des.collectives.flows import Arrivals, Pacer, piece_sizes, send_pieces
+from des.collectives.flows import Arrivals, Pacer, piece_sizes, send_pieces, start_piece, wait_sent
 from des.collectives.ring import Collective, CollectiveResult
 from des.errors import DesError
 from des.specs import ROLE_SWITCH
@@ -94,14 +94,21 @@ class NvlsAllReduce(Collective):
         env = self.env
         n = len(self.group)
         work = []
+        sent = []
         for channel in range(self.channels):
             # This rank's buffer goes up shard by shard (the switch's reads for every owner).
             for owner in self.group:
-                work.append(env.process(self._up(rank, owner, channel, at_switch)))
+                if len(self.shard_sizes) == 1:
+                    # One piece each: sent now, in the order the flows' processes would.
+                    sent.append(self._start(rank, self.switch, self.shard_sizes[0], at_switch, (owner, channel), 1,
+                                            self._pacers[rank, channel], self.params.channel_bandwidth_bytes_per_s))
+                else:
+                    work.append(env.process(self._up(rank, owner, channel, at_switch)))
             # The owner side: wait for the switch to hold this shard from all ranks, get
             # the sum, multicast it down.
             work.append(env.process(self._own(rank, channel, at_switch, at_owner, at_rank)))
         yield simpy.AllOf(env, work)
+        yield from wait_sent(env, sent)
         for channel in range(self.channels):
             event = at_rank.wait((rank, channel), n * len(self.shard_sizes))
             if event is not None:
@@ -115,6 +122,14 @@ class NvlsAllReduce(Collective):
             label=f"{self.name} nvls", pacer=pacer,
         )
 
+    def _start(self, src, dst, size, arrivals, key, reads, pacer, pace_bytes_per_s):
+        params = self.params
+        return start_piece(
+            self, src, dst, size, arrivals, key, reads=reads, efficiency=params.bandwidth_efficiency,
+            step_latency_s=params.step_latency_s, pace_bytes_per_s=pace_bytes_per_s, label=f"{self.name} nvls",
+            pacer=pacer,
+        )
+
     def _up(self, rank, owner, channel, at_switch):
         yield from self._send(rank, self.switch, at_switch, (owner, channel), 1, self._pacers[rank, channel])
 
@@ -126,6 +141,9 @@ class NvlsAllReduce(Collective):
             event = at_switch.wait((rank, channel), n * (index + 1))
             if event is not None:
                 yield event
+            if len(self.shard_sizes) == 1:
+                yield from self._reduce_piece(rank, channel, size, at_owner, at_rank)
+                return
             pieces.append(env.process(self._reduce_piece(rank, channel, size, at_owner, at_rank)))
         yield simpy.AllOf(env, pieces)
 
@@ -133,23 +151,16 @@ class NvlsAllReduce(Collective):
         """The sum of one piece comes back to its owner, which stores it to the
         multicast address: up once more, then down to every rank."""
         env = self.env
-        params = self.params
-
-        def hop(src, dst, arrivals, key):
-            # A rank's store is its block's; the switch's reads and multicast writes
-            # are bounded by the links alone.
-            pacer = self._pacers.get((src, channel))
-            return send_pieces(
-                self, src, dst, [size], arrivals, key, reads=0, efficiency=params.bandwidth_efficiency,
-                step_latency_s=params.step_latency_s, pace_bytes_per_s=math.inf, label=f"{self.name} nvls",
-                pacer=pacer,
-            )
-
         for src, dst in ((self.switch, rank), (rank, self.switch)):
             key = next(self._keys)
-            yield from hop(src, dst, at_owner, key)
+            # A rank's store is its block's; the switch's reads and multicast writes
+            # are bounded by the links alone.
+            yield from wait_sent(env, [self._start(src, dst, size, at_owner, key, 0, self._pacers.get((src, channel)),
+                                                   math.inf)])
             event = at_owner.wait(key, 1)
             if event is not None:
                 yield event
-        downs = [env.process(hop(self.switch, peer, at_rank, (peer, channel))) for peer in self.group]
-        yield simpy.AllOf(env, downs)
+        # The multicast: one piece down to every rank, sent at once.
+        downs = [self._start(self.switch, peer, size, at_rank, (peer, channel), 0, None, math.inf)
+                 for peer in self.group]
+        yield from wait_sent(env, downs)
