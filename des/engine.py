@@ -272,6 +272,7 @@ class Engine:
             raise DesError(self._stuck_message(graph, unfinished, ends))
         for device in self.network.devices.values():
             device.compute.finish()
+            device.dram.finish()
         return RunResult(
             latency_s=max(ends.values(), default=0.0),
             task_start_s=starts,
@@ -430,7 +431,9 @@ class Engine:
                 moved = dram.begin(per_tile_bytes * tiles)
                 yield env.timeout(group.compute_s)
                 if not moved.done:
-                    yield dram.wait(moved)
+                    waited = dram.wait(moved)
+                    if waited is not None:
+                        yield waited
                 compute.release(granted)
                 left -= tiles
 
@@ -444,7 +447,9 @@ class Engine:
             moved = device.dram.begin(per_tile_bytes)
             yield env.timeout(group.compute_s)
             if not moved.done:
-                yield device.dram.wait(moved)
+                waited = device.dram.wait(moved)
+                if waited is not None:
+                    yield waited
             device.compute.release(1)
 
         yield simpy.AllOf(env, [env.process(tile()) for _ in range(group.units)])

@@ -61,7 +61,7 @@ def _counters(network, group, links) -> dict:
         device = network.devices[rank]
         # Both keep their accounts lazily: bring them to now first.
         device.compute._account()
-        device.dram._advance()
+        device.dram.settle()
         out[("compute", index)] = device.compute.unit_busy_s
         out[("dram", index)] = device.dram.busy_s
         out[("dram_bytes", index)] = device.dram.total_bytes
@@ -368,13 +368,11 @@ class Isolation:
             device = self.network.devices[rank]
             if device.compute.free != device.compute.units:
                 return None
-            dram = device.dram
-            dram._advance()
             left = []
-            for finish, _seq, event in sorted(dram._heap):
-                if event is not None:
+            for remaining, handle in device.dram.in_flight():
+                if handle is not None:
                     return None
-                left.append(finish - dram.virtual_bytes)
+                left.append(remaining)
             if left:
                 out[index] = tuple(left)
         return out

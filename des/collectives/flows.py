@@ -144,7 +144,9 @@ def wait_sent(env, sent):
         yield env.timeout(latest - now)
     for _left, (read, dram) in sent:
         if read is not None and not read.done:
-            yield dram.wait(read)
+            waited = dram.wait(read)
+            if waited is not None:
+                yield waited
 
 
 def send_pieces(collective, src: str, dst: str, sizes, arrivals: Arrivals, key, *, reads: int = 1,
@@ -169,4 +171,6 @@ def send_pieces(collective, src: str, dst: str, sizes, arrivals: Arrivals, key, 
         if left > now:
             yield env.timeout(left - now)
         if read is not None and not read.done:
-            yield dram.wait(read)
+            waited = dram.wait(read)
+            if waited is not None:
+                yield waited

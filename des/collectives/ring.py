@@ -433,7 +433,9 @@ class RingCollective(Collective):
                 if left > now:
                     yield env.timeout(left - now)
                 if not read.done:
-                    yield dram.wait(read)
+                    waited = dram.wait(read)
+                    if waited is not None:
+                        yield waited
             phase = "rs" if step < reduce_steps else "ag"
             if trace.steps:
                 trace.add(rank, step_row, f"{self.name} {phase} step {step}", COLLECTIVE_STEP, step_start, env.now)

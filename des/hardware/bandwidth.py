@@ -6,7 +6,14 @@ shares change at once. This is modelled exactly with a virtual clock: ``virtual_
 is the service each active transfer has received since the resource was created, which
 grows at ``bandwidth / k``; a transfer of ``b`` bytes that starts at virtual ``v`` ends
 when the virtual clock reaches ``v + b``. Transfers are kept in a heap by that finish
-point, so each start or finish costs O(log k) and one pending timer.
+point, so each start or finish costs O(log k).
+
+Completions are processed lazily: the resource is brought up to date (every completion
+due by then, at the time a timer armed at the last change would have fired) whenever it
+is touched - a start, a caller asking whether its transfer is done, the counters read -
+and a timer is scheduled only while some caller waits on a transfer. Most transfers (a
+posted write, a read finished by the time its sender looks) then cost no event at all,
+and the shares, times and counters are those of a timer at every completion.
 """
 
 from __future__ import annotations
@@ -20,11 +27,11 @@ _FINISH_RTOL = 1e-12
 
 
 class Transfer:
-    """A transfer in flight: ``done`` once its bytes have moved.
+    """A transfer in flight: ``done`` once its bytes are known to have moved.
 
-    :meth:`SharedBandwidth.begin` makes one without an event: a caller that finds it done
-    by the time it looks needs none, and :meth:`SharedBandwidth.wait` makes the event
-    only for a caller that must wait (saving an event per transfer nobody waits on).
+    :meth:`SharedBandwidth.begin` makes one without an event; ``done`` may lag behind
+    (completions are processed lazily), so ask :meth:`SharedBandwidth.wait`, which
+    brings the resource up to date and makes an event only for a caller that must wait.
     """
 
     __slots__ = ("done", "event")
@@ -61,6 +68,8 @@ class SharedBandwidth:
         self._timer_at = float("inf")
         self._timer: simpy.Event | None = None
         self._fire = self._on_timer
+        #: Transfers in flight that a caller waits on (a timer runs only while any do).
+        self._waiting = 0
         #: Seconds during which at least one transfer was in flight.
         self.busy_s = 0.0
         #: Bytes moved so far.
@@ -68,7 +77,9 @@ class SharedBandwidth:
 
     @property
     def active(self) -> int:
-        """Number of transfers in flight."""
+        """Number of transfers in flight now."""
+        if self._heap:
+            self._catch_up(self.env.now)
         return len(self._heap)
 
     def transfer(self, nbytes: float) -> simpy.Event:
@@ -89,12 +100,21 @@ class SharedBandwidth:
             self._start(nbytes, handle)
         return handle
 
+    def done(self, handle: Transfer) -> bool:
+        """Whether ``handle``'s bytes have moved by now."""
+        if not handle.done:
+            self._catch_up(self.env.now)
+        return handle.done
+
     def wait(self, handle: Transfer) -> simpy.Event | None:
-        """``None`` if ``handle`` is done, else an event that succeeds when it is."""
-        if handle.done:
+        """``None`` if ``handle`` is done by now, else an event that succeeds when it is."""
+        if self.done(handle):
             return None
         if handle.event is None:
             handle.event = self.env.event()
+            self._waiting += 1
+            self._advance()
+            self._arm()
         return handle.event
 
     def post(self, nbytes: float) -> None:
@@ -103,19 +123,42 @@ class SharedBandwidth:
         if nbytes > 0:
             self._start(nbytes, None)
 
+    def settle(self) -> None:
+        """Bring the resource up to now: completions due processed, the virtual clock and
+        :attr:`busy_s` advanced to now."""
+        self._catch_up(self.env.now)
+        self._advance()
+
+    def finish(self) -> None:
+        """Process every completion still to come (the end of a run: the posted writes
+        still draining count in :attr:`busy_s`)."""
+        self._catch_up(float("inf"))
+
+    def in_flight(self) -> list[tuple[float, Transfer | None]]:
+        """The transfers in flight now, ``(bytes still to go, handle or None if posted)``
+        each, in the order they will finish."""
+        self.settle()
+        return [(finish - self.virtual_bytes, handle) for finish, _seq, handle in sorted(self._heap)]
+
     def _start(self, nbytes: float, handle: Transfer | None) -> None:
+        if self._heap:
+            self._catch_up(self.env.now)
         self._advance()
         self.total_bytes += nbytes
         finish = self.virtual_bytes + nbytes
         heapq.heappush(self._heap, (finish, self._seq, handle))
         self._seq += 1
-        # A new transfer slows the others, so a pending timer can only be early (it
-        # then re-arms); a new timer is needed only if this transfer ends first.
-        self._arm()
+        if handle is not None and handle.event is not None:
+            self._waiting += 1
+        if self._waiting:
+            # A new transfer slows the others, so a pending timer can only be early (it
+            # then re-arms); a new timer is needed only if this transfer ends first.
+            self._arm()
 
     def busy_at(self, now_s: float) -> float:
-        """:attr:`busy_s` up to ``now_s`` (no earlier than the last change), read without
-        advancing the virtual clock (so the run is left bit for bit alone)."""
+        """:attr:`busy_s` up to ``now_s`` (the completions due by then processed, which
+        changes nothing that would not have happened anyway)."""
+        self._catch_up(now_s)
         return self.busy_s + (now_s - self._last_s if self._heap else 0.0)
 
     def _advance(self) -> None:
@@ -125,6 +168,41 @@ class SharedBandwidth:
             self.virtual_bytes += elapsed * self.bandwidth_bytes_per_s / len(self._heap)
             self.busy_s += elapsed
         self._last_s = now
+
+    def _catch_up(self, until_s: float) -> None:
+        """Process every completion due by ``until_s``, each at the time a timer armed at
+        the change before it would fire (``last + ((last + dt) - last)``, as SimPy adds
+        a delay to the clock)."""
+        heap = self._heap
+        bandwidth = self.bandwidth_bytes_per_s
+        while heap:
+            last = self._last_s
+            remaining = heap[0][0] - self.virtual_bytes
+            at = last + (remaining if remaining > 0.0 else 0.0) * len(heap) / bandwidth
+            when = last + (at - last)
+            if when > until_s:
+                return
+            elapsed = when - last
+            self.virtual_bytes += elapsed * bandwidth / len(heap)
+            self.busy_s += elapsed
+            self._last_s = when
+            self._pop_done(when)
+
+    def _pop_done(self, now: float) -> None:
+        heap = self._heap
+        bandwidth = self.bandwidth_bytes_per_s
+        while heap:
+            remaining = heap[0][0] - self.virtual_bytes
+            # Done, up to float round-off: either within a relative tolerance, or so
+            # close that the time still needed does not move the clock at all.
+            if remaining > _FINISH_RTOL * heap[0][0] and now + remaining * len(heap) / bandwidth > now:
+                break
+            _finish, _seq, handle = heapq.heappop(heap)
+            if handle is not None:
+                handle.done = True
+                if handle.event is not None:
+                    self._waiting -= 1
+                    handle.event.succeed()
 
     def _arm(self) -> None:
         heap = self._heap
@@ -144,18 +222,7 @@ class SharedBandwidth:
             return  # superseded by an earlier timer
         self._timer = None
         self._timer_at = float("inf")
-        self._advance()
-        heap = self._heap
-        now = self.env.now
-        while heap:
-            remaining = heap[0][0] - self.virtual_bytes
-            # Done, up to float round-off: either within a relative tolerance, or so
-            # close that the time still needed does not move the clock at all.
-            if remaining > _FINISH_RTOL * heap[0][0] and now + remaining * len(heap) / self.bandwidth_bytes_per_s > now:
-                break
-            _finish, _seq, handle = heapq.heappop(heap)
-            if handle is not None:
-                handle.done = True
-                if handle.event is not None:
-                    handle.event.succeed()
-        self._arm()
+        self._catch_up(self.env.now)
+        if self._waiting:
+            self._advance()
+            self._arm()
