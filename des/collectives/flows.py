@@ -9,11 +9,12 @@ arrived, plus a signalling latency (the flags peer-memory kernels write to each 
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import simpy
 
-from des.hardware.link import send
+from des.hardware.link import send, send_one_hop
 
 
 def piece_sizes(nbytes: float, chunk_bytes: float) -> list[float]:
@@ -65,6 +66,72 @@ class Arrivals:
             self.add(key)
 
         return arrived
+
+
+class KnownArrivals:
+    """Arrivals each known when its piece is sent: a piece on one link arrives when the
+    link's reservation says (:func:`~des.hardware.link.send_one_hop`), and its write into
+    a device's DRAM is posted for then (:meth:`SharedBandwidth.post_at
+    <des.hardware.bandwidth.SharedBandwidth.post_at>`). A waiter for ``count`` arrivals is woken
+    at the ``count``-th earliest time known, and again earlier if an earlier arrival
+    becomes known; a piece costs no event of its own.
+    """
+
+    __slots__ = ("env", "times", "waiting")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.times: dict[object, list[float]] = {}
+        # key -> waiters [count, event, time its wake-up is set for (or None)]
+        self.waiting: dict[object, list[list]] = {}
+
+    def add_at(self, key: object, when_s: float) -> None:
+        """Count an arrival at ``key`` at ``when_s`` (now or later)."""
+        times = self.times.get(key)
+        if times is None:
+            times = self.times[key] = []
+        bisect.insort(times, when_s)
+        for waiter in self.waiting.get(key, ()):
+            self._schedule(key, waiter)
+
+    def wait(self, key: object, count: int):
+        """An event to yield until ``key`` has ``count`` arrivals, or ``None`` if it has."""
+        times = self.times.get(key, ())
+        if len(times) >= count and times[count - 1] <= self.env.now:
+            return None
+        waiter = [count, self.env.event(), None]
+        self.waiting.setdefault(key, []).append(waiter)
+        self._schedule(key, waiter)
+        return waiter[1]
+
+    def callback(self, key: object, receiver_dram=None, nbytes: float = 0.0):
+        """A link-arrival callback (for a piece rerouted over more than one link)."""
+
+        def arrived(_event: object) -> None:
+            if receiver_dram is not None:
+                receiver_dram.post(nbytes)
+            self.add_at(key, self.env.now)
+
+        return arrived
+
+    def _schedule(self, key: object, waiter: list) -> None:
+        count, _event, set_for = waiter
+        times = self.times.get(key, ())
+        if len(times) < count:
+            return
+        at = times[count - 1]
+        if set_for is not None and set_for <= at:
+            return
+        waiter[2] = at
+        now = self.env.now
+        timer = self.env.timeout(at - now if at > now else 0.0)
+        timer.callbacks.append(lambda _timer: self._wake(key, waiter, at))
+
+    def _wake(self, key: object, waiter: list, at: float) -> None:
+        if waiter[2] != at:
+            return  # superseded by an earlier arrival
+        self.waiting[key].remove(waiter)
+        waiter[1].succeed()
 
 
 class Barrier:
@@ -121,11 +188,21 @@ def start_piece(collective, src: str, dst: str, piece_bytes: float, arrivals: Ar
     dram = devices[src].dram if src in devices else None
     receiver_dram = devices[dst].dram if dst in devices else None
     read = dram.begin(reads * piece_bytes) if dram is not None and reads else None
-    left = send(
-        env, route if route is not None else network.route(src, dst), piece_bytes,
-        arrivals.callback(key, receiver_dram, piece_bytes), efficiency=efficiency, extra_latency_s=step_latency_s,
-        trace=collective.trace, label=label, reroute=network.route,
-    )
+    if route is None:
+        route = network.route(src, dst)
+    if type(arrivals) is KnownArrivals and len(route) == 1 and route[0].up:
+        # One link: the arrival is fixed now, and is counted (and written, as a posted
+        # write starting then) with no event of its own.
+        left, arrival_s = send_one_hop(env, route[0], piece_bytes, efficiency=efficiency,
+                                       extra_latency_s=step_latency_s, trace=collective.trace, label=label)
+        if receiver_dram is not None:
+            receiver_dram.post_at(piece_bytes, arrival_s)
+        arrivals.add_at(key, arrival_s)
+    else:
+        left = send(
+            env, route, piece_bytes, arrivals.callback(key, receiver_dram, piece_bytes), efficiency=efficiency,
+            extra_latency_s=step_latency_s, trace=collective.trace, label=label, reroute=network.route,
+        )
     if pacer is not None and math.isfinite(pacer.pace_bytes_per_s):
         left = max(left, pacer.reserve(now, piece_bytes))
     elif math.isfinite(pace_bytes_per_s):

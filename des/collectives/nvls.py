@@ -26,7 +26,14 @@ import math
 
 import simpy
 
-from des.collectives.flows import Arrivals, Pacer, piece_sizes, send_pieces, start_piece, wait_sent
+from des.collectives.flows import (
+    KnownArrivals,
+    Pacer,
+    piece_sizes,
+    send_pieces,
+    start_piece,
+    wait_sent,
+)
 from des.collectives.ring import Collective, CollectiveResult
 from des.errors import DesError
 from des.specs import ROLE_SWITCH
@@ -71,9 +78,10 @@ class NvlsAllReduce(Collective):
         """SimPy process body: run on every rank, return a :class:`CollectiveResult`."""
         env = self.env
         start = env.now
-        at_switch = Arrivals(env)
-        at_owner = Arrivals(env)
-        at_rank = Arrivals(env)
+        # Every piece crosses one link, so its arrival is known when it is sent.
+        at_switch = KnownArrivals(env)
+        at_owner = KnownArrivals(env)
+        at_rank = KnownArrivals(env)
         # One thread block per channel on each rank drives all that rank's stores (its
         # buffer copied in for every owner, and its own shard's multicast store).
         pace = self.params.channel_bandwidth_bytes_per_s

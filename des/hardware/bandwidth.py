@@ -70,6 +70,8 @@ class SharedBandwidth:
         self._fire = self._on_timer
         #: Transfers in flight that a caller waits on (a timer runs only while any do).
         self._waiting = 0
+        # Posted writes still to start: (time, sequence, bytes).
+        self._future: list[tuple[float, int, float]] = []
         #: Seconds during which at least one transfer was in flight.
         self.busy_s = 0.0
         #: Bytes moved so far.
@@ -78,7 +80,7 @@ class SharedBandwidth:
     @property
     def active(self) -> int:
         """Number of transfers in flight now."""
-        if self._heap:
+        if self._heap or self._future:
             self._catch_up(self.env.now)
         return len(self._heap)
 
@@ -123,6 +125,19 @@ class SharedBandwidth:
         if nbytes > 0:
             self._start(nbytes, None)
 
+    def post_at(self, nbytes: float, when_s: float) -> None:
+        """A posted write of ``nbytes`` that starts at ``when_s`` (now or later: a piece
+        whose arrival its link's reservation has fixed). It starts then, as
+        :meth:`post` called then would, with no event: the resource takes it up when it
+        is next brought up to date."""
+        if nbytes <= 0:
+            return
+        if when_s <= self.env.now:
+            self._start(nbytes, None)
+            return
+        heapq.heappush(self._future, (when_s, self._seq, nbytes))
+        self._seq += 1
+
     def settle(self) -> None:
         """Bring the resource up to now: completions due processed, the virtual clock and
         :attr:`busy_s` advanced to now."""
@@ -141,7 +156,7 @@ class SharedBandwidth:
         return [(finish - self.virtual_bytes, handle) for finish, _seq, handle in sorted(self._heap)]
 
     def _start(self, nbytes: float, handle: Transfer | None) -> None:
-        if self._heap:
+        if self._heap or self._future:
             self._catch_up(self.env.now)
         self._advance()
         self.total_bytes += nbytes
@@ -170,16 +185,34 @@ class SharedBandwidth:
         self._last_s = now
 
     def _catch_up(self, until_s: float) -> None:
-        """Process every completion due by ``until_s``, each at the time a timer armed at
-        the change before it would fire (``last + ((last + dt) - last)``, as SimPy adds
-        a delay to the clock)."""
+        """Process every completion and posted start due by ``until_s`` in time order
+        (a completion before a start at the same time), each completion at the time a
+        timer armed at the change before it would fire (``last + ((last + dt) - last)``,
+        as SimPy adds a delay to the clock)."""
         heap = self._heap
+        future = self._future
         bandwidth = self.bandwidth_bytes_per_s
-        while heap:
+        while heap or future:
             last = self._last_s
-            remaining = heap[0][0] - self.virtual_bytes
-            at = last + (remaining if remaining > 0.0 else 0.0) * len(heap) / bandwidth
-            when = last + (at - last)
+            if heap:
+                remaining = heap[0][0] - self.virtual_bytes
+                at = last + (remaining if remaining > 0.0 else 0.0) * len(heap) / bandwidth
+                when = last + (at - last)
+            else:
+                when = float("inf")
+            if future and future[0][0] < when:
+                start_s = future[0][0]
+                if start_s > until_s:
+                    return
+                _when, seq, nbytes = heapq.heappop(future)
+                if heap:
+                    elapsed = start_s - last
+                    self.virtual_bytes += elapsed * bandwidth / len(heap)
+                    self.busy_s += elapsed
+                self._last_s = start_s
+                self.total_bytes += nbytes
+                heapq.heappush(heap, (self.virtual_bytes + nbytes, seq, None))
+                continue
             if when > until_s:
                 return
             elapsed = when - last

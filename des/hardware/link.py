@@ -158,3 +158,27 @@ def send(
         start its next chunk then).
     """
     return _Hop(env, route, nbytes, efficiency, extra_latency_s, on_arrival, trace, label, reroute).go()
+
+
+def send_one_hop(
+    env: simpy.Environment,
+    link: Link,
+    nbytes: float,
+    *,
+    efficiency: float = 1.0,
+    extra_latency_s: float = 0.0,
+    trace: Trace | None = None,
+    label: str = "chunk",
+) -> tuple[float, float]:
+    """Send one chunk over the single up ``link`` of its route, as :func:`send` does, but
+    return ``(left, arrival)``: the time it has left the link and the time it arrives
+    (both fixed by the link's reservation now), with no event for the arrival. For a
+    receiver that only counts arrivals (:class:`~des.collectives.flows.KnownArrivals`)."""
+    now = env.now
+    start, end = link.reserve(now, nbytes, efficiency)
+    if trace is not None and trace.links:
+        trace.add(link.src, link.resource, label, LINK, start, end)
+    # The arrival a timeout would fire at: now + ((end + latency - now) + extra).
+    delay = end + link.latency_s - now
+    delay += extra_latency_s
+    return end, now + delay
