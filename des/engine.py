@@ -228,7 +228,8 @@ class Engine:
                                  events_simulated=simulated)
             attempted = simulated
         env = self.env
-        done: dict[str, simpy.Event] = {name: env.event() for name in graph.tasks}
+        # Each task's process is the event its dependants wait on (it fires as it ends).
+        done: dict[str, simpy.Process] = {}
         starts: dict[str, float] = {}
         ends: dict[str, float] = {}
         collectives: dict[str, CollectiveResult] = {}
@@ -265,7 +266,7 @@ class Engine:
                 sum(1 if isinstance(task, KernelTask) else work.piece_transfers for task, work, _waits in prepared)
             )
         for task, work, waits in prepared:
-            env.process(self._task(task, work, [done[name] for name in waits], done[task.name], starts, ends, collectives))
+            done[task.name] = env.process(self._task(task, work, [done[name] for name in waits], starts, ends, collectives))
         applied = self._simulate(graph, ends)
         unfinished = [name for name in graph.tasks if name not in ends]
         if unfinished:
@@ -335,7 +336,7 @@ class Engine:
         launch_s = self.launch_fn(schedule, spec) if self.launch_fn is not None else 0.0
         return schedule, launch_s
 
-    def _task(self, task, work, waits, done, starts, ends, collectives):
+    def _task(self, task, work, waits, starts, ends, collectives):
         env = self.env
         for event in waits:
             if not event.processed:
@@ -359,7 +360,6 @@ class Engine:
         ends[task.name] = env.now
         if self._on_task_end is not None:
             self._on_task_end(task.name)
-        done.succeed()
 
     def _collective(self, task: CollectiveTask, work):
         """Run a collective, or replay it when it runs alone and has run alone before

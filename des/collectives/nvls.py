@@ -103,15 +103,18 @@ class NvlsAllReduce(Collective):
         n = len(self.group)
         work = []
         sent = []
+        pieces = len(self.shard_sizes)
         for channel in range(self.channels):
             # This rank's buffer goes up shard by shard (the switch's reads for every owner).
-            for owner in self.group:
-                if len(self.shard_sizes) == 1:
-                    # One piece each: sent now, in the order the flows' processes would.
-                    sent.append(self._start(rank, self.switch, self.shard_sizes[0], at_switch, (owner, channel), 1,
-                                            self._pacers[rank, channel], self.params.channel_bandwidth_bytes_per_s))
-                else:
-                    work.append(env.process(self._up(rank, owner, channel, at_switch)))
+            if pieces == 1:
+                # One piece each: sent now, in the order the flows' processes would.
+                sent += [self._start(rank, self.switch, self.shard_sizes[0], at_switch, (owner, channel), 1,
+                                     self._pacers[rank, channel], self.params.channel_bandwidth_bytes_per_s)
+                         for owner in self.group]
+            elif pieces == 2:
+                work.append(env.process(self._ups_two(rank, channel, at_switch)))
+            else:
+                work += [env.process(self._up(rank, owner, channel, at_switch)) for owner in self.group]
             # The owner side: wait for the switch to hold this shard from all ranks, get
             # the sum, multicast it down.
             work.append(env.process(self._own(rank, channel, at_switch, at_owner, at_rank)))
@@ -137,6 +140,25 @@ class NvlsAllReduce(Collective):
             step_latency_s=params.step_latency_s, pace_bytes_per_s=pace_bytes_per_s, label=f"{self.name} nvls",
             pacer=pacer,
         )
+
+    def _ups_two(self, rank, channel, at_switch):
+        """Two pieces up for every owner on one channel, in one process rather than one a
+        flow: the first pieces all leave now; each flow's second leaves once its first
+        has left and been read, and those times rise with the owner's place (one pacer
+        and one link take the first pieces in that order, and their equal reads, begun
+        together, end together), so the flows' second pieces go in owner order, each
+        when its own process would send it."""
+        env = self.env
+        pacer = self._pacers[rank, channel]
+        pace = self.params.channel_bandwidth_bytes_per_s
+        first, second = self.shard_sizes
+        lefts = [self._start(rank, self.switch, first, at_switch, (owner, channel), 1, pacer, pace)
+                 for owner in self.group]
+        seconds = []
+        for owner, sent in zip(self.group, lefts, strict=True):
+            yield from wait_sent(env, [sent])
+            seconds.append(self._start(rank, self.switch, second, at_switch, (owner, channel), 1, pacer, pace))
+        yield from wait_sent(env, seconds)
 
     def _up(self, rank, owner, channel, at_switch):
         yield from self._send(rank, self.switch, at_switch, (owner, channel), 1, self._pacers[rank, channel])
