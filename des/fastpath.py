@@ -95,11 +95,12 @@ def find_repetition(graph: TaskGraph, min_layers: int) -> Repetition | None:
     # tasks (Kraken's, with no all-reduce coming in) then leaves the second layer like
     # the rest. Layers are only ever written out from the last simulated one, whose
     # neighbours are alike either way.
+    described = {task.name: _describe(task) for members in layers.values() for task in members}
     role = {}
     for members in layers.values():
         seen: dict[tuple, int] = {}
         for task in reversed(members):
-            what = _describe(task)
+            what = described[task.name]
             role[task.name] = (what, seen.get(what, 0))
             seen[what] = seen.get(what, 0) + 1
     pre_names = {task.name for task in pre}
@@ -117,7 +118,7 @@ def find_repetition(graph: TaskGraph, min_layers: int) -> Repetition | None:
                     deps.append(("pre", dep))
                 else:
                     return None
-            out.append((_describe(task), tuple(deps)))
+            out.append((described[task.name], tuple(deps)))
         return tuple(out)
 
     n = len(order)
@@ -284,6 +285,7 @@ def expand(graph: TaskGraph, rep: Repetition, m: int, run, marks: dict[int, dict
     collectives = dict(run.collectives)
     out_spans = list(kept)
     template = layer_names[m]
+    template_spans = [(span, _owner(span, names)) for span in by_layer[m]]
     for step in range(1, extra + 1):
         target = layer_names[m + step]
         rename = dict(zip(template, target, strict=True))
@@ -294,10 +296,9 @@ def expand(graph: TaskGraph, rep: Repetition, m: int, run, marks: dict[int, dict
             if old in run.collectives:
                 c = run.collectives[old]
                 collectives[new] = dataclasses.replace(c, start_s=c.start_s + shift, end_s=c.end_s + shift)
-        for span in by_layer[m]:
-            owner = _owner(span, names)
-            out_spans.append(span._replace(name=span.name.replace(owner, rename[owner], 1), start_s=span.start_s + shift,
-                                           end_s=span.end_s + shift))
+        out_spans += [Span(device, resource, name.replace(owner, rename[owner], 1), category, start + shift,
+                           end + shift, args)
+                      for (device, resource, name, category, start, end, args), owner in template_spans]
     shift = extra * period
     for task in rep.post:
         starts[task.name] = run.task_start_s[task.name] + shift
@@ -305,7 +306,8 @@ def expand(graph: TaskGraph, rep: Repetition, m: int, run, marks: dict[int, dict
         if task.name in run.collectives:
             c = run.collectives[task.name]
             collectives[task.name] = dataclasses.replace(c, start_s=c.start_s + shift, end_s=c.end_s + shift)
-    out_spans += [span._replace(start_s=span.start_s + shift, end_s=span.end_s + shift) for span in tail]
+    out_spans += [Span(device, resource, name, category, start + shift, end + shift, args)
+                  for device, resource, name, category, start, end, args in tail]
     out_spans.sort(key=lambda span: span.end_s)
     if trace.enabled:
         trace.spans.extend(out_spans)
