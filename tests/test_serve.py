@@ -294,3 +294,18 @@ def test_pipeline_stages_add_up_to_the_model_and_its_sends():
         assert sum(stages) - staged._send(0, tokens) == pytest.approx(whole.cost_s(*shape), rel=1e-3)
     with pytest.raises(DesError, match="--pp with kraken"):
         IterationCost("dgx-h100", "llama-3-8b", 2, "kraken", pp=2)
+
+
+def test_exact_pipeline_stages_simulate_each_stage_and_agree_with_the_estimate():
+    from des.study.iteration import IterationCost
+
+    estimate = IterationCost("dgx-h100", "llama-3-8b", 2, pp=2)
+    exact = IterationCost("dgx-h100", "llama-3-8b", 2, pp=2, exact=True)
+    whole = IterationCost("dgx-h100", "llama-3-8b", 2, exact=True)
+    for shape in (([(384, 0)], 0, 0, 1), ([(100, 300)], 16, 700, 16)):
+        stages, guessed = exact.cost_s(*shape), estimate.cost_s(*shape)
+        tokens = sum(chunk for chunk, _past in shape[0]) + shape[1]
+        # The first stage has the embedding, the last the head; each is simulated apart.
+        assert stages[0] != stages[1]
+        assert stages == pytest.approx(guessed, rel=1e-3)
+        assert sum(stages) - exact._send(0, tokens) == pytest.approx(whole.cost_s(*shape), rel=1e-3)

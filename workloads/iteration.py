@@ -73,7 +73,7 @@ class _IterationBuilder(_GraphBuilder):
 
 def build_iteration(model: Any, arch: str, tp: int, devices: tuple[str, ...], prefills: Sequence[tuple[int, int]],
                     decodes: int, decode_kv: int, emitting: int, layers: int | None = None,
-                    dtype: str = "fp16", head: bool = True) -> TaskGraph:
+                    dtype: str = "fp16", head: bool = True, first_layer: int = 0) -> TaskGraph:
     """The graph of one iteration (module docstring).
 
     Parameters
@@ -96,6 +96,9 @@ def build_iteration(model: Any, arch: str, tp: int, devices: tuple[str, ...], pr
         with ``head``: the final norm, LM head and logits all-gather alone.
     head : bool
         Whether the graph ends with the final norm, the LM head and its all-gather.
+    first_layer : int
+        The 0-based layer the graph starts at (a pipeline stage's): the embedding comes
+        first only from layer 0.
 
     Raises
     ------
@@ -113,11 +116,15 @@ def build_iteration(model: Any, arch: str, tp: int, devices: tuple[str, ...], pr
     base = shapes_for(built, arch, "prefill", tp, 1, tokens, None, dtype)
     shapes = dataclasses.replace(base, batch=1, rows_per_seq=tokens)
     builder = _IterationBuilder(devices, shapes, prefills, decodes, max(1, decode_kv), emitting)
-    n_layers = built.layers if layers is None else layers
+    n_layers = built.layers - first_layer if layers is None else layers
+    if first_layer < 0 or first_layer + n_layers > built.layers:
+        raise DesError(f"layers {first_layer + 1} to {first_layer + n_layers} are not all among the "
+                       f"{built.layers} of {model.name}")
     if n_layers == 0:
         if not head:
             raise DesError("a serving iteration of no layers is its head")
         builder.head(None, arch)
     else:
-        builder.run_layers(arch, "fused", 0, n_layers, None, embed=True, head=head)
+        builder.run_layers(arch, "fused", first_layer, first_layer + n_layers, None, embed=first_layer == 0,
+                           head=head)
     return builder.graph

@@ -5,7 +5,7 @@
 engine. Two ways, both event-simulated:
 
 - ``exact``: the whole model, every layer (through the engine's exact fast path for
-  repeated layers);
+  repeated layers); with ``pp`` stages, each stage's layers on its own ranks;
 - otherwise: the embedding and ``n`` layers in one run (:data:`ESTIMATE_LAYERS`: two,
   three for Kraken and five for Ladder, whose first and last layers differ), the layer
   period ``D`` the time between the ends of two layers that repeat, extended to every
@@ -94,12 +94,11 @@ class IterationCost:
             if arch == "kraken":
                 raise DesError("--pp with kraken: Kraken carries each layer's all-reduce into the next layer, "
                                "across a stage boundary, which is not built; use standard, parallel or ladder")
-            if exact:
-                raise DesError("--exact simulates whole iterations, which are built without stages: drop --pp or --exact")
             per_stage = self.model.layers // pp
-            if self.model.layers % pp or per_stage < ESTIMATE_LAYERS[arch]:
+            least = 1 if exact else ESTIMATE_LAYERS[arch]
+            if self.model.layers % pp or per_stage < least:
                 raise DesError(f"--pp {pp}: every stage takes the same whole number of the {self.model.layers} layers, "
-                               f"at least {ESTIMATE_LAYERS[arch]} for {arch}")
+                               f"at least {least} for {arch}")
         self.profile = runtime_profile(runtime)
         self.runtime = runtime
         self.library = comm_library or self.profile.comm_library
@@ -165,7 +164,9 @@ class IterationCost:
             self.hits += 1
             return self._cache[key]
         chunks, n, kv, out = key
-        if self.exact:
+        if self.exact and self.pp > 1:
+            seconds = self._exact_stage_costs(chunks, n, kv, out)
+        elif self.exact:
             seconds = self._simulate(chunks, n, kv, out, None)[1]
         else:
             simulated = ESTIMATE_LAYERS[self.arch]
@@ -195,12 +196,26 @@ class IterationCost:
             times[stage] += self._send(stage, tokens)
         return tuple(times)
 
+    def _exact_stage_costs(self, chunks, decodes: int, decode_kv: int, emitting: int) -> tuple[float, ...]:
+        """Each stage's seconds with every layer of it simulated on its own ranks (the
+        first with the embedding, the last with the head), and, but for the last, its
+        send to the next stage."""
+        share = self.model.layers // self.pp
+        tokens = sum(c for c, _p in chunks) + decodes
+        times = []
+        for stage in range(self.pp):
+            last = stage == self.pp - 1
+            seconds = self._simulate(chunks, decodes, decode_kv, emitting, share, head=last,
+                                     devices=self.stages[stage], first_layer=stage * share)[1]
+            times.append(seconds if last else seconds + self._send(stage, tokens))
+        return tuple(times)
+
     def _send(self, stage: int, tokens: int) -> float:
         """Seconds to send ``tokens`` rows of activations from ``stage`` to the next."""
         return self._sends[stage](tokens)
 
     def _simulate(self, prefills, decodes, decode_kv, emitting, layers, head: bool = True,
-                  devices: tuple[str, ...] | None = None) -> tuple[float, float]:
+                  devices: tuple[str, ...] | None = None, first_layer: int = 0) -> tuple[float, float]:
         """The layer period (:data:`ESTIMATE_LAYERS`; 0 with fewer than two layers) and the latency."""
         from des.engine import Engine
         from des.runtime import runtime_launch
@@ -208,8 +223,7 @@ class IterationCost:
         from workloads.iteration import build_iteration
 
         graph = build_iteration(self.model, self.arch, self.tp, devices or self.devices, prefills, decodes, decode_kv,
-                                emitting,
-                                layers=layers, dtype=self.dtype, head=head)
+                                emitting, layers=layers, dtype=self.dtype, head=head, first_layer=first_layer)
         engine = Engine(self.system, trace=Trace(enabled=False), launch_fn=runtime_launch(self.runtime),
                         comm_library=self.library, comm_launch_s=self.profile.comm_launch_s, fast_path=True,
                         memo=self._memo)
@@ -222,7 +236,7 @@ class IterationCost:
             def end_of(layer: int) -> float:
                 return max(ends[task.name] for task in graph if task.layer is not None and task.layer <= layer)
 
-            upto = layers - 1 if layers >= 3 else layers
+            upto = first_layer + (layers - 1 if layers >= 3 else layers)
             period = end_of(upto) - end_of(upto - 1)
         return period, result.latency_s
 
