@@ -104,6 +104,11 @@ class KnownArrivals:
         self._schedule(key, waiter)
         return waiter[1]
 
+    def time_of(self, key: object, count: int) -> float | None:
+        """When ``key`` has its ``count``-th arrival, if that many are known."""
+        times = self.times.get(key, ())
+        return times[count - 1] if len(times) >= count else None
+
     def callback(self, key: object, receiver_dram=None, nbytes: float = 0.0):
         """A link-arrival callback (for a piece rerouted over more than one link)."""
 

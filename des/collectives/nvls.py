@@ -185,8 +185,15 @@ class NvlsAllReduce(Collective):
             key = next(self._keys)
             # A rank's store is its block's; the switch's reads and multicast writes
             # are bounded by the links alone.
-            yield from wait_sent(env, [self._start(src, dst, size, at_owner, key, 0, self._pacers.get((src, channel)),
-                                                   math.inf)])
+            sent = self._start(src, dst, size, at_owner, key, 0, self._pacers.get((src, channel)), math.inf)
+            arrival = at_owner.time_of(key, 1)
+            if arrival is not None:
+                # Known (one link): one wait for the later of its leaving and arriving.
+                ready = max(sent[0], arrival)
+                if ready > env.now:
+                    yield env.timeout(ready - env.now)
+                continue
+            yield from wait_sent(env, [sent])
             event = at_owner.wait(key, 1)
             if event is not None:
                 yield event

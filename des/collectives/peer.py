@@ -30,7 +30,14 @@ from __future__ import annotations
 
 import simpy
 
-from des.collectives.flows import Arrivals, Barrier, piece_sizes, send_pieces
+from des.collectives.flows import (
+    Arrivals,
+    Barrier,
+    piece_sizes,
+    send_pieces,
+    start_piece,
+    wait_sent,
+)
 from des.collectives.ring import Collective, CollectiveResult
 from des.errors import DesError
 
@@ -114,10 +121,20 @@ class PeerAllReduce(Collective):
             # Every peer's piece is a load this rank issues; it is modelled as the peer
             # sending it, so it leaves the peer's DRAM and crosses the peer's egress and
             # this rank's ingress. The peers' streams run at once.
-            readers = [
-                env.process(self._pull(peer, rank, arrivals, (rank, phase), index)) for peer in self.group if peer != rank
-            ]
-            yield simpy.AllOf(env, readers)
+            peers = [peer for peer in self.group if peer != rank]
+            if len(self.sizes) == 1:
+                # One piece from each: all sent now, in the order their processes would.
+                params = self.params
+                yield from wait_sent(env, [
+                    start_piece(self, peer, rank, self.sizes[0], arrivals, (rank, phase), reads=1,
+                                efficiency=params.bandwidth_efficiency, step_latency_s=0.0,
+                                pace_bytes_per_s=params.channel_bandwidth_bytes_per_s,
+                                label=f"{self.name} {self.algorithm}")
+                    for peer in peers
+                ])
+            else:
+                yield simpy.AllOf(env, [env.process(self._pull(peer, rank, arrivals, (rank, phase), index))
+                                        for peer in peers])
             done = arrivals.wait((rank, phase), (len(self.group) - 1) * len(self.sizes))
             if done is not None:
                 yield done
