@@ -14,6 +14,7 @@ import math
 
 import simpy
 
+from des.hardware.calls import call_later
 from des.hardware.link import send, send_one_hop
 
 
@@ -129,8 +130,7 @@ class KnownArrivals:
             return
         waiter[2] = at
         now = self.env.now
-        timer = self.env.timeout(at - now if at > now else 0.0)
-        timer.callbacks.append(lambda _timer: self._wake(key, waiter, at))
+        call_later(self.env, at - now if at > now else 0.0, lambda _call: self._wake(key, waiter, at))
 
     def _wake(self, key: object, waiter: list, at: float) -> None:
         if waiter[2] != at:

@@ -22,6 +22,8 @@ import heapq
 
 import simpy
 
+from des.hardware.calls import call_later
+
 #: Relative tolerance when deciding a transfer has finished (float round-off only).
 _FINISH_RTOL = 1e-12
 
@@ -66,7 +68,7 @@ class SharedBandwidth:
         self._heap: list[tuple[float, int, Transfer | None]] = []
         self._seq = 0
         self._timer_at = float("inf")
-        self._timer: simpy.Event | None = None
+        self._timer: object | None = None
         self._fire = self._on_timer
         #: Transfers in flight that a caller waits on (a timer runs only while any do).
         self._waiting = 0
@@ -247,10 +249,9 @@ class SharedBandwidth:
         if at >= self._timer_at:
             return
         self._timer_at = at
-        timer = self._timer = self.env.timeout(at - now)
-        timer.callbacks.append(self._fire)
+        self._timer = call_later(self.env, at - now, self._fire)
 
-    def _on_timer(self, timer: simpy.Event) -> None:
+    def _on_timer(self, timer: object) -> None:
         if timer is not self._timer:
             return  # superseded by an earlier timer
         self._timer = None

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import simpy
 
 from des.errors import DesError
+from des.hardware.calls import call_later
 from des.names import LINK, link_resource
 from des.spans import Trace
 
@@ -101,8 +102,7 @@ class _Hop:
         delay = end + link.latency_s - now
         if last:
             delay += self.extra_latency_s
-        timeout = env.timeout(delay)
-        timeout.callbacks.append(self.on_arrival if last else self.go)
+        call_later(env, delay, self.on_arrival if last else self.go)
         return end
 
     def _detour(self, down: Link) -> Link:
