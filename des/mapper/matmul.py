@@ -425,12 +425,20 @@ def search_matmul(
     H, W = device.systolic_array_rows, device.systolic_array_cols
     splits = np.array(axes["split"], dtype=np.int64)
     dims = (len(axes["M1"]), len(axes["N1"]), len(axes["K1"]), len(splits), len(axes["Ks"]))
-    i_m, i_n, i_k, i_s, i_ks = (a.ravel() for a in np.indices(dims))
-    M1 = np.array(axes["M1"], dtype=np.int64)[i_m]
-    N1 = np.array(axes["N1"], dtype=np.int64)[i_n]
-    K1 = np.array(axes["K1"], dtype=np.int64)[i_k]
-    sm, sn, sk = splits[i_s, 0], splits[i_s, 1], splits[i_s, 2]
-    Ks = np.array(axes["Ks"], dtype=np.int64)[i_ks]
+
+    def along(values, axis: int):
+        # One axis of the candidate grid (M1, N1, K1, split, Ks), broadcast against the
+        # others: each quantity is computed over the axes it depends on, with the same
+        # arithmetic element by element as over the whole grid.
+        shape_ = [1] * 5
+        shape_[axis] = -1
+        return np.asarray(values).reshape(shape_)
+
+    M1 = along(np.array(axes["M1"], dtype=np.int64), 0)
+    N1 = along(np.array(axes["N1"], dtype=np.int64), 1)
+    K1 = along(np.array(axes["K1"], dtype=np.int64), 2)
+    sm, sn, sk = along(splits[:, 0], 3), along(splits[:, 1], 3), along(splits[:, 2], 3)
+    Ks = along(np.array(axes["Ks"], dtype=np.int64), 4)
 
     Kc = -(-K // Ks)
     m1, n1, k1 = np.minimum(M1, M), np.minimum(N1, N), np.minimum(K1, Kc)
@@ -472,40 +480,42 @@ def search_matmul(
     reduce_s = np.where(Ks > 1, np.maximum(reduce_compute, reduce_bytes / bw), 0.0)
 
     totals = {}
+    wave_s = waves * tile_s
     with np.errstate(invalid="ignore", over="ignore"):
         for mode in ("db", "any"):
-            traffic = shape.batch * tables[mode][i_m, i_n, i_k]
+            traffic = shape.batch * tables[mode][: dims[0], : dims[1], : dims[2], None, None]
             main = traffic + np.where(Ks == 1, c_total, partials_dram)
             prologue = np.minimum(np.minimum(tiles, units) * (m1 * k1 + k1 * n1) * b, traffic)
             steady = np.maximum(0.0, main - prologue - epilogue)
             if mode == "db":
-                main_s = np.maximum(waves * tile_s, steady / bw)
+                main_s = np.maximum(wave_s, steady / bw)
             else:
-                main_s = waves * tile_s + steady / bw
+                main_s = wave_s + steady / bw
             total = params.dram_latency_s + prologue / bw + main_s + reduce_s + epilogue / bw
-            totals[mode] = np.where(fits & np.isfinite(traffic), total, np.inf)
+            totals[mode] = np.where(fits & np.isfinite(traffic), total, np.inf).ravel()
     use_db = totals["db"] <= totals["any"]
     total = np.where(use_db, totals["db"], totals["any"])
     best = int(np.argmin(total))
     if not np.isfinite(total[best]):
         raise _no_fit(shape, device, "sram" if not fits.any() else "l2")
+    b_m, b_n, b_k, b_s, b_ks = (int(i) for i in np.unravel_index(best, dims))
 
     db = bool(use_db[best])
     limit = device.l2_bytes / 2 if db else device.l2_bytes
     ok = tables["footprint"] <= limit
-    ok = ok & (np.arange(len(axes["M2"]))[:, None, None] >= i_m[best])
-    ok = ok & (np.arange(len(axes["N2"]))[None, :, None] >= i_n[best])
-    ok = ok & (np.arange(len(axes["K2"]))[None, None, :] >= i_k[best])
+    ok = ok & (np.arange(len(axes["M2"]))[:, None, None] >= b_m)
+    ok = ok & (np.arange(len(axes["N2"]))[None, :, None] >= b_n)
+    ok = ok & (np.arange(len(axes["K2"]))[None, None, :] >= b_k)
     traffic = np.where(ok[None], tables["traffic"], np.inf)
     i_order, i_m2, i_n2, i_k2 = np.unravel_index(int(np.argmin(traffic)), traffic.shape)
     cand = Candidate(
-        int(M1[best]),
-        int(N1[best]),
-        int(K1[best]),
-        int(sm[best]),
-        int(sn[best]),
-        int(sk[best]),
-        int(Ks[best]),
+        axes["M1"][b_m],
+        axes["N1"][b_n],
+        axes["K1"][b_k],
+        int(splits[b_s, 0]),
+        int(splits[b_s, 1]),
+        int(splits[b_s, 2]),
+        axes["Ks"][b_ks],
         int(axes["M2"][i_m2]),
         int(axes["N2"][i_n2]),
         int(axes["K2"][i_k2]),
