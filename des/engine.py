@@ -34,6 +34,7 @@ from des.collectives import CollectiveResult, buffer_bytes
 from des.comm import build, check_library, plan_call
 from des.errors import DesError, DoesNotFitError
 from des.faults import Fault, FaultError, FaultPlan, task_list
+from des.gcpause import collector_paused
 from des.hardware import Network
 from des.memo import Isolation, Memo, replay_or_run, replayable, replayed
 from des.names import CATEGORY_OF_CLASS, LAUNCH, OTHER
@@ -195,12 +196,17 @@ class Engine:
 
         ``on_task_end(name)``, if given, is called at the instant each task ends (the
         fast path reads the counters at layer boundaries with it); it must not change
-        the simulation.
+        the simulation. Python's cyclic collector is paused meanwhile
+        (:func:`~des.gcpause.collector_paused`).
 
         Raises :class:`DesError` before the run for tasks on unknown devices or
         collectives whose ring cannot be formed, and after it if some tasks could
         never start (naming what they waited on).
         """
+        with collector_paused():
+            return self._run(graph, on_task_end)
+
+    def _run(self, graph: TaskGraph, on_task_end: Callable[[str], None] | None) -> RunResult:
         self._on_task_end = on_task_end
         self._check_faults(graph)
         self._check(graph)
