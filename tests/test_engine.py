@@ -236,3 +236,36 @@ def test_a_many_wave_kernel_loses_only_the_share_of_units_it_lacks():
     assert _beside_a_long_collective(many, 8) == pytest.approx(22 * 10e-6, rel=1e-9)
     # A quarter of the units held: ceil(2160 / 81) = 27 rounds.
     assert _beside_a_long_collective(many, 27) == pytest.approx(27 * 10e-6, rel=1e-9)
+
+
+def test_the_cyclic_collector_is_paused_during_a_run_and_restored_after_it_even_on_error():
+    import gc
+
+    from des.gcpause import collector_paused
+
+    seen = []
+
+    class Probe(Engine):
+        def _prepare_kernel(self, task):
+            seen.append(gc.isenabled())
+            return super()._prepare_kernel(task)
+
+    assert gc.isenabled()
+    Probe(system()).run(graph_of(KernelTask("a", "gpu0", schedule=HALF)))
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(DesError, match="gpu9"):  # raised inside the run
+        Probe(system()).run(graph_of(KernelTask("b", "gpu9", schedule=HALF)))
+    assert gc.isenabled()
+    # Nested: the inner block leaves the collector to the outer one.
+    with collector_paused():
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    # A caller that disabled it keeps it disabled.
+    gc.disable()
+    try:
+        Probe(system()).run(graph_of(KernelTask("c", "gpu0", schedule=HALF)))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
