@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: des's layers, lowest first (the README's "Layout"). A module belongs to the first
 #: layer holding its own name or the name of a package above it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("des.units", "des.errors", "des.names", "des.spans", "des.outputs", "des.progress", "des.lazy"),
+    ("des.units", "des.errors", "des.names", "des.spans", "des.outputs", "des.progress", "des.lazy",
+     "des.gcpause"),
     ("des.specs", "des.fitted"),
     ("des.taskgraph", "des.operators", "des.runtime"),
     ("des.mapper", "des.area"),
